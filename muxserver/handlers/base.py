@@ -26,6 +26,9 @@ Events, and what the driver does with each, in the order they are produced:
 * :class:`Close` -- close the connection once every earlier response has been written.
 * :class:`EndOfInput` -- the peer will send nothing more; finish what was received, then
   close (see "half-close" in the README). No event follows it.
+* :class:`PeerUpdate` -- what the protocol learned about the peer (the real client address
+  from a PROXY header, an authenticated user name); the driver merges it into the
+  connection's ``Peer.extra`` at once, so services, logs and the status page see it.
 
 The grammar of one connection, as the driver sees it::
 
@@ -61,6 +64,7 @@ __all__ = [
     "HandlerState",
     "NeedData",
     "Paused",
+    "PeerUpdate",
     "ProtocolError",
     "Request",
     "Send",
@@ -154,6 +158,23 @@ class EndOfInput(_Singleton):
     """The peer sent end of input; nothing follows. Finish earlier requests, then close."""
 
     __slots__ = ()
+
+
+class PeerUpdate(Event):
+    """Facts about the peer learned by the protocol, merged into ``Peer.extra`` at once."""
+
+    __slots__ = ("extra",)
+
+    def __init__(self, extra: dict[str, Any]) -> None:
+        self.extra = extra
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is PeerUpdate and other.extra == self.extra
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"PeerUpdate({self.extra!r})"
 
 
 class ProtocolError(Exception):
