@@ -7,7 +7,7 @@ thread; it is given bytes exactly as they arrived and says what they mean. The r
 test, or a fuzzer) drives it with three verbs, in the manner of h11:
 
 * ``receive_data(data)`` -- append bytes that arrived. ``b""`` means end of input (the peer
-  half-closed or went away). Feeding after end of input is a :class:`HandlerMisuse`.
+  half-closed or went away). Feeding after end of input is a :class:`HandlerMisuseError`.
 * ``next_event()`` -- parse as far as possible and return the next :class:`Event`, or one of
   the sentinels :data:`NEED_DATA` (nothing complete yet: feed more bytes) or :data:`PAUSED`
   (a complete event was produced and the handler refuses to parse further until the driver
@@ -37,7 +37,7 @@ The grammar of one connection, as the driver sees it::
 A peer's bad input raises :class:`ProtocolError` from ``next_event()``; it may carry a last
 reply (an HTTP 400, a Redis ``-ERR``) to write before closing. After it the handler is in its
 error state for good: every later ``next_event()`` raises the same error again. A *caller's*
-mistake (feeding after EOF, sending with nothing to answer) raises :class:`HandlerMisuse`,
+mistake (feeding after EOF, sending with nothing to answer) raises :class:`HandlerMisuseError`,
 which is a bug in the driver, never the peer's fault.
 
 Server push: long-lived services send data nobody asked for (a chat line to every member of
@@ -60,7 +60,7 @@ __all__ = [
     "EndOfInput",
     "Event",
     "Handler",
-    "HandlerMisuse",
+    "HandlerMisuseError",
     "HandlerState",
     "NeedData",
     "Paused",
@@ -189,7 +189,7 @@ class ProtocolError(Exception):
         self.reply = reply
 
 
-class HandlerMisuse(Exception):
+class HandlerMisuseError(Exception):
     """The driver used the handler wrongly (a bug in the caller, not the peer's fault)."""
 
 
@@ -235,7 +235,7 @@ class Handler:
         """Append bytes from the peer; ``b""`` means end of input.
 
         Raises:
-            HandlerMisuse: if called again after end of input.
+            HandlerMisuseError: if called again after end of input.
         """
         raise NotImplementedError
 
@@ -251,7 +251,7 @@ class Handler:
         """Encode the service's answer to the oldest unanswered request.
 
         Raises:
-            HandlerMisuse: if no request is waiting for an answer.
+            HandlerMisuseError: if no request is waiting for an answer.
         """
         raise NotImplementedError
 
@@ -267,7 +267,7 @@ class Handler:
         """Encode a server-pushed message. The default accepts ``bytes`` as they are."""
         if isinstance(message, (bytes, bytearray, memoryview)):
             return bytes(message)
-        raise HandlerMisuse(
+        raise HandlerMisuseError(
             f"{type(self).__name__} cannot push {type(message).__name__}: push bytes, "
             "or override encode_push()"
         )
