@@ -1,0 +1,1 @@
+"""Peer servers for the benchmark: one file per I/O framework, one shared protocol module."""

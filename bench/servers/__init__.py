@@ -1,0 +1,1 @@
+"""Benchmark servers built on muxserver itself (see bench/peers/cli.py for their contract)."""
