@@ -1,0 +1,510 @@
+"""RESP2, the Redis protocol, server side: commands in, replies out.
+
+Theory of operation
+-------------------
+Input. A client sends commands in one of two forms, and may send many before reading any
+answer (pipelining):
+
+* a *multibulk*: ``*<n>\\r\\n`` then ``n`` bulk strings ``$<len>\\r\\n<len bytes>\\r\\n``;
+* an *inline* command: one line ending in ``\\n`` (an optional ``\\r`` before it), split on
+  ASCII whitespace. Redis's quoting rules for inline commands are not implemented.
+
+Each becomes a :class:`Command` event carrying its arguments as ``bytes``. Empty commands
+(``*0``, ``*-1``, a blank line) produce nothing, as in Redis. The handler never pauses: every
+complete command buffered is produced at once, and the driver keeps answers in order.
+
+Parsing has two paths that must agree. The *hot path* (``_parse_whole``) handles the common
+case -- a complete, well-formed multibulk already in the buffer -- in one pass over the
+buffer with ``bytes.find`` and slices, consuming nothing unless it succeeds. Anything else
+(a partial command, an inline command, anything odd) goes to the *step path*
+(``_parse_step``), which is the specification: it consumes one line or bulk at a time,
+keeping ``_remaining`` (bulks still due in this command) and ``_bulk_len`` (``-1`` while the
+next ``$`` header is due) so that a command fed one byte at a time is parsed in linear time.
+
+Limits, answered as Redis answers them, as a :class:`~muxserver.handlers.base.ProtocolError`
+whose ``reply`` is the ``-ERR Protocol error: ...`` line:
+
+* ``max_multibulk_length`` -- arguments in one command (``invalid multibulk length``);
+* ``max_bulk_length`` -- bytes in one argument (``invalid bulk length``);
+* ``max_inline_length`` -- bytes in an inline command (``too big inline request``) and in a
+  ``*``/``$`` header line (``too big mbulk count string`` / ``too big bulk count string``).
+
+They fire at the same command whatever the chunking. Unlike Redis, the ``\\r\\n`` after a
+bulk's payload is checked (``expected CRLF after bulk string``) rather than skipped blindly.
+At end of input a partial command is dropped (nobody is left to answer it): only
+:class:`~muxserver.handlers.base.EndOfInput` follows.
+
+Output. :func:`encode` turns a service's answer into a RESP2 reply, dispatching on the exact
+type first (a dict lookup; subclasses fall back to an ``isinstance`` walk):
+
+=====================================  ==============================
+Python value                           RESP2 reply
+=====================================  ==============================
+:class:`SimpleString` (e.g. :data:`OK`) ``+OK\\r\\n``
+:class:`RespError`                     ``-ERR message\\r\\n``
+``int`` (``bool`` as 1/0)              ``:42\\r\\n``
+``bytes``/``bytearray``/``memoryview`` ``$5\\r\\nhello\\r\\n``
+``str`` (UTF-8), ``float`` (``repr``)  a bulk string
+``None``                               ``$-1\\r\\n`` (null bulk)
+``list``/``tuple`` (nested freely)     ``*2\\r\\n...``
+:data:`NULL_ARRAY`                     ``*-1\\r\\n``
+=====================================  ==============================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Final, TypeAlias, cast, final
+
+from muxserver.handlers.base import HandlerMisuseError, ProtocolError, Request
+from muxserver.handlers.framing import FramedHandler, FrameTooLongError
+
+__all__ = [
+    "NULL_ARRAY",
+    "OK",
+    "Command",
+    "NullArray",
+    "RespError",
+    "RespHandler",
+    "RespValue",
+    "SimpleString",
+    "encode",
+    "encode_command",
+]
+
+_CRLF: Final = b"\r\n"
+_STAR: Final = 0x2A
+_DOLLAR: Final = 0x24
+_ZERO: Final = 0x30
+_MAX_DIGITS: Final = 19
+"""Digits in the longest count RESP allows (a signed 64-bit integer)."""
+_CACHED: Final = 1024
+"""Headers for counts below this are precomputed."""
+
+
+class SimpleString(str):
+    """A RESP simple-string reply (``+OK``): a short status, never containing CR or LF.
+
+    Raises:
+        ValueError: if the text contains ``\\r`` or ``\\n``.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, text: str) -> SimpleString:
+        """Check and wrap ``text``."""
+        if "\r" in text or "\n" in text:
+            raise ValueError(f"a RESP simple string cannot contain CR or LF: {text!r}")
+        return super().__new__(cls, text)
+
+
+class RespError(str):
+    """A RESP error *reply value* (``-ERR unknown command``), returned by a service.
+
+    The text should start with an error code (``ERR``, ``WRONGTYPE``, ...), as Redis's do. CR
+    and LF are replaced by spaces. Not an exception: a peer's bad input is a
+    :class:`~muxserver.handlers.base.ProtocolError`; a service that *raises* is answered by
+    :meth:`RespHandler.encode_error`.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, text: str) -> RespError:
+        """Sanitise and wrap ``text``."""
+        return super().__new__(cls, _one_line(text))
+
+
+@final
+class NullArray:
+    """The type of :data:`NULL_ARRAY`, RESP2's null array reply (``*-1``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NULL_ARRAY"
+
+
+NULL_ARRAY: Final = NullArray()
+"""The null array reply ``*-1\\r\\n`` (``None`` encodes as the null *bulk* ``$-1\\r\\n``)."""
+
+OK: Final = SimpleString("OK")
+"""The ``+OK`` reply."""
+
+RespValue: TypeAlias = (
+    bool
+    | int
+    | float
+    | str
+    | bytes
+    | bytearray
+    | memoryview
+    | NullArray
+    | list["RespValue"]
+    | tuple["RespValue", ...]
+    | None
+)
+"""What :func:`encode` accepts (``SimpleString`` and ``RespError`` are ``str`` subtypes)."""
+
+
+class Command(Request):
+    """One command from the client: its arguments, the command name first."""
+
+    __slots__ = ("args",)
+
+    def __init__(self, args: list[bytes]) -> None:
+        self.args = args
+
+    @property
+    def name(self) -> str:
+        """The command name, upper-cased (``"GET"``); never fails, even on non-ASCII bytes."""
+        return self.args[0].decode("latin-1").upper()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Command and other.args == self.args
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Command({self.args!r})"
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", " ").replace("\n", " ")
+
+
+def _protocol_error(detail: str) -> ProtocolError:
+    message = f"Protocol error: {detail}"
+    return ProtocolError(message, b"-ERR %s\r\n" % message.encode())
+
+
+def _shown(byte: int) -> str:
+    """A byte as Redis shows it in ``expected '$', got 'x'``, made safe for a reply line."""
+    return chr(byte) if 0x20 <= byte < 0x7F else f"\\x{byte:02x}"
+
+
+def _strict_int(line: bytes) -> int | None:
+    """Parse ``line[1:]`` (after the ``*``/``$``) as Redis's string2ll does, else ``None``."""
+    digits = line[1:]
+    negative = digits[:1] == b"-"
+    if negative:
+        digits = digits[1:]
+    if (
+        not digits.isdigit()
+        or len(digits) > _MAX_DIGITS
+        or (digits[0] == _ZERO and (negative or len(digits) > 1))
+    ):
+        return None
+    value = int(digits)
+    return -value if negative else value
+
+
+class RespHandler(FramedHandler):
+    """A sans-IO RESP2 server handler: :class:`Command` events in, :func:`encode` replies out.
+
+    Args:
+        max_multibulk_length: most arguments in one command (Redis: 1024*1024 before auth).
+        max_bulk_length: most bytes in one argument (Redis's ``proto-max-bulk-len``: 512 MiB).
+        max_inline_length: most bytes in an inline command or a header line (Redis: 64 KiB).
+
+    Raises:
+        ValueError: if a limit is negative, or ``max_inline_length`` is zero.
+    """
+
+    __slots__ = (
+        "_args",
+        "_bulk_len",
+        "_fast_span",
+        "_max_bulk",
+        "_max_inline",
+        "_max_multibulk",
+        "_remaining",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_multibulk_length: int = 1024 * 1024,
+        max_bulk_length: int = 512 * 1024 * 1024,
+        max_inline_length: int = 64 * 1024,
+    ) -> None:
+        if min(max_multibulk_length, max_bulk_length) < 0 or max_inline_length < 1:
+            raise ValueError(
+                "RespHandler limits must be >= 0 (max_inline_length >= 1), got "
+                f"{max_multibulk_length=}, {max_bulk_length=}, {max_inline_length=}"
+            )
+        super().__init__()
+        self._max_multibulk = max_multibulk_length
+        self._max_bulk = max_bulk_length
+        self._max_inline = max_inline_length
+        # The hot path looks for a header's CRLF only this far: far enough for a 19-digit
+        # count, never past what the step path would accept as a header line.
+        self._fast_span = min(_MAX_DIGITS + 3, max_inline_length + 2)
+        self._args: list[bytes] = []
+        self._remaining = 0
+        self._bulk_len = -1
+
+    def _mid_request(self) -> bool:
+        return self._remaining > 0
+
+    def _parse(self) -> Command | None:
+        if not self._remaining:
+            command = self._parse_whole()
+            if command is not None:
+                return command
+        return self._parse_step()
+
+    def _parse_whole(self) -> Command | None:
+        # Hot path: runs once per pipelined command. Bails out (consuming nothing) on anything
+        # but a complete, well-formed multibulk; _parse_step then decides.
+        buf, start = self._reader.view()
+        end = len(buf)
+        if start >= end or buf[start] != _STAR:
+            return None
+        span = self._fast_span
+        eol = buf.find(_CRLF, start + 1, start + span)
+        if eol < 0:
+            return None
+        digits = buf[start + 1 : eol]
+        if not digits.isdigit() or digits[0] == _ZERO:
+            return None
+        count = int(digits)
+        if count > self._max_multibulk:
+            return None
+        max_bulk = self._max_bulk
+        parts: list[bytes | bytearray] = []
+        at = eol + 2
+        for _ in range(count):
+            if at >= end or buf[at] != _DOLLAR:
+                return None
+            eol = buf.find(_CRLF, at + 1, at + span)
+            if eol < 0:
+                return None
+            digits = buf[at + 1 : eol]
+            if not digits.isdigit() or (digits[0] == _ZERO and eol - at > 2):
+                return None
+            size = int(digits)
+            if size > max_bulk:
+                return None
+            at = eol + 2 + size
+            if buf[at : at + 2] != _CRLF:
+                return None
+            parts.append(buf[eol + 2 : at])
+            at += 2
+        self._reader.advance(at - start)
+        if type(buf) is bytes:
+            return Command(cast(list[bytes], parts))
+        return Command([bytes(part) for part in parts])
+
+    def _parse_step(self) -> Command | None:
+        reader = self._reader
+        while True:
+            buf, start = reader.view()
+            if start >= len(buf):
+                return None
+            if not self._remaining:
+                if buf[start] != _STAR:
+                    try:
+                        line = reader.read_until(b"\n", self._max_inline)
+                    except FrameTooLongError:
+                        raise _protocol_error("too big inline request") from None
+                    if line is None:
+                        return None
+                    args = line.split()
+                    if args:
+                        return Command(args)
+                    continue
+                try:
+                    line = reader.read_until(_CRLF, self._max_inline)
+                except FrameTooLongError:
+                    raise _protocol_error("too big mbulk count string") from None
+                if line is None:
+                    return None
+                count = _strict_int(line)
+                if count is None or count > self._max_multibulk:
+                    raise _protocol_error("invalid multibulk length")
+                self._remaining = max(count, 0)
+                continue
+            if self._bulk_len < 0:
+                if buf[start] != _DOLLAR:
+                    raise _protocol_error(f"expected '$', got '{_shown(buf[start])}'")
+                try:
+                    line = reader.read_until(_CRLF, self._max_inline)
+                except FrameTooLongError:
+                    raise _protocol_error("too big bulk count string") from None
+                if line is None:
+                    return None
+                size = _strict_int(line)
+                if size is None or size < 0 or size > self._max_bulk:
+                    raise _protocol_error("invalid bulk length")
+                self._bulk_len = size
+            if reader.buffered < self._bulk_len + 2:
+                return None
+            arg = reader.read_exactly(self._bulk_len)
+            if reader.read_exactly(2) != _CRLF or arg is None:
+                raise _protocol_error("expected CRLF after bulk string")
+            self._args.append(arg)
+            self._bulk_len = -1
+            self._remaining -= 1
+            if not self._remaining:
+                command = Command(self._args)
+                self._args = []
+                return command
+
+    def send(self, response: Any) -> bytes:
+        """Encode the answer to the oldest unanswered command with :func:`encode`.
+
+        Raises:
+            HandlerMisuseError: if ``response`` cannot be encoded (the command stays
+                unanswered, so :meth:`encode_error` can still answer it), or no command is
+                waiting for an answer.
+        """
+        data = encode(response)
+        self._answered()
+        return data
+
+    def encode_error(self, error: BaseException) -> bytes:
+        """Answer the oldest unanswered command, whose service raised ``error``, with ``-ERR``.
+
+        The message is ``str(error)`` (the exception's class name if empty), CR/LF replaced.
+
+        Raises:
+            HandlerMisuseError: if no command is waiting for an answer.
+        """
+        self._answered()
+        message = _one_line(str(error) or type(error).__name__)
+        return b"-ERR %s\r\n" % message.encode("utf-8", "replace")
+
+    def encode_push(self, message: Any) -> bytes:
+        """Encode a pushed message (a pub/sub ``["message", channel, data]`` array, say).
+
+        Raises:
+            HandlerMisuseError: if ``message`` cannot be encoded.
+        """
+        return encode(message)
+
+
+# ---- Encoding (hot path: one call per reply) -----------------------------------------------
+
+_Encoder: TypeAlias = Callable[[Any, list[bytes]], None]
+
+_BULK_HEADERS: Final = tuple(b"$%d\r\n" % n for n in range(_CACHED))
+_ARRAY_HEADERS: Final = tuple(b"*%d\r\n" % n for n in range(_CACHED))
+_INTEGERS: Final = tuple(b":%d\r\n" % n for n in range(_CACHED))
+
+
+def _bulk(value: bytes, out: list[bytes]) -> None:
+    size = len(value)
+    out.append(_BULK_HEADERS[size] if size < _CACHED else b"$%d\r\n" % size)
+    out.append(value)
+    out.append(_CRLF)
+
+
+def _buffer(value: bytearray | memoryview, out: list[bytes]) -> None:
+    _bulk(bytes(value), out)
+
+
+def _text(value: str, out: list[bytes]) -> None:
+    _bulk(value.encode(), out)
+
+
+def _float(value: float, out: list[bytes]) -> None:
+    _bulk(repr(value).encode(), out)
+
+
+def _integer(value: int, out: list[bytes]) -> None:
+    out.append(_INTEGERS[value] if 0 <= value < _CACHED else b":%d\r\n" % value)
+
+
+def _boolean(value: bool, out: list[bytes]) -> None:
+    out.append(b":1\r\n" if value else b":0\r\n")
+
+
+def _null_bulk(value: None, out: list[bytes]) -> None:
+    out.append(b"$-1\r\n")
+
+
+def _null_array(value: NullArray, out: list[bytes]) -> None:
+    out.append(b"*-1\r\n")
+
+
+def _simple(value: SimpleString, out: list[bytes]) -> None:
+    out.append(b"+%s\r\n" % value.encode())
+
+
+def _error(value: RespError, out: list[bytes]) -> None:
+    out.append(b"-%s\r\n" % value.encode())
+
+
+def _array(value: list[Any] | tuple[Any, ...], out: list[bytes]) -> None:
+    size = len(value)
+    out.append(_ARRAY_HEADERS[size] if size < _CACHED else b"*%d\r\n" % size)
+    lookup = _ENCODERS.get
+    for item in value:
+        (lookup(type(item)) or _encoder_for(item))(item, out)
+
+
+_ENCODERS: Final[dict[type, _Encoder]] = {
+    bytes: _bulk,
+    SimpleString: _simple,
+    int: _integer,
+    list: _array,
+    type(None): _null_bulk,
+    str: _text,
+    RespError: _error,
+    tuple: _array,
+    bool: _boolean,
+    float: _float,
+    bytearray: _buffer,
+    memoryview: _buffer,
+    NullArray: _null_array,
+}
+
+# For subclasses (an IntEnum, a str subclass): most specific first.
+_BY_ISINSTANCE: Final[tuple[tuple[type, _Encoder], ...]] = (
+    (bool, _boolean),
+    (SimpleString, _simple),
+    (RespError, _error),
+    (str, _text),
+    (int, _integer),
+    (float, _float),
+    (bytes, _bulk),
+    (bytearray, _buffer),
+    (memoryview, _buffer),
+    (list, _array),
+    (tuple, _array),
+)
+
+
+def _encoder_for(value: object) -> _Encoder:
+    for kind, encoder in _BY_ISINSTANCE:
+        if isinstance(value, kind):
+            return encoder
+    raise HandlerMisuseError(
+        f"cannot encode {type(value).__name__} as a RESP2 reply: return bytes, str, int, "
+        "float, None, SimpleString, RespError, NULL_ARRAY or a list/tuple of those"
+    )
+
+
+def encode(value: RespValue) -> bytes:
+    """Encode ``value`` as a RESP2 reply (see the table in the module docstring).
+
+    Raises:
+        HandlerMisuseError: if ``value`` (or an element of it) has no RESP2 encoding.
+    """
+    out: list[bytes] = []
+    (_ENCODERS.get(type(value)) or _encoder_for(value))(value, out)
+    return b"".join(out)
+
+
+def encode_command(args: Iterable[bytes | str | int]) -> bytes:
+    """Encode a command as a client sends it: an array of bulk strings.
+
+    ``str`` arguments are UTF-8 encoded and ``int`` ones written in decimal, as clients do.
+    """
+    return encode([_argument(arg) for arg in args])
+
+
+def _argument(arg: bytes | str | int) -> bytes:
+    if isinstance(arg, bytes):
+        return bytes(arg)
+    return (arg if isinstance(arg, str) else str(int(arg))).encode()
