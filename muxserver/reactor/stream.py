@@ -1,0 +1,677 @@
+"""Stream connections (TCP, Unix): reading, ordered responses, flow control, closing.
+
+A :class:`StreamConnection` is at once the socket's poller owner and its record in the
+connection table. It feeds received bytes to its handler, turns the handler's events into
+service calls (through the dispatch strategy), and writes the answers back **in request
+order**: every request, ``Send`` and ``Close`` takes a slot in a queue, and slots leave from
+the head only once they are complete.
+
+Flow control -- the only rules about when a connection reads:
+
+* It reads while no *pause reason* is set. The reasons are: unsent output above the high
+  water mark (cleared at the low mark); too many requests in flight; the dispatch strategy is
+  saturated; the handler returned PAUSED (cleared when an answer is sent). Each reason is a
+  bit; reading resumes when the last bit clears.
+* While paused, no socket reads happen *and* no buffered events are pulled from the handler:
+  nothing is dispatched after a pause.
+* Unsent output past ``Limits.max_output`` (a peer that never reads while others push to it)
+  drops the connection.
+
+Closing: ``Close``/``EndOfInput`` (or a protocol error) move the connection to CLOSING: no
+more events; once earlier answers are flushed it half-closes its side and *lingers* --
+reads and discards input until the peer closes or ``Limits.linger`` passes -- so the last
+answer is not destroyed by a reset. ``abort()`` closes at once.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import errno
+import itertools
+import logging
+import math
+import socket
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from muxserver.handlers.base import (
+    NEED_DATA,
+    PAUSED,
+    Close,
+    EndOfInput,
+    Handler,
+    PeerUpdate,
+    ProtocolError,
+    Request,
+    Send,
+)
+from muxserver.reactor.poller import PRIORITY, READ, WRITE
+from muxserver.reactor.table import ConnectionSnapshot, ConnectionState
+from muxserver.service import Peer
+
+if TYPE_CHECKING:
+    from muxserver.reactor.server import StreamServer
+
+__all__ = ["Phase", "StreamConnection"]
+
+log = logging.getLogger("muxserver.connection")
+
+_DISCONNECT_ERRNOS = frozenset(
+    {
+        errno.ECONNRESET,
+        errno.EPIPE,
+        errno.ECONNABORTED,
+        errno.ESHUTDOWN,
+        errno.ETIMEDOUT,
+        errno.ENOTCONN,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.ENETRESET,
+    }
+)
+
+# Pause reasons (bits of StreamConnection._paused).
+_PAUSE_OUTPUT = 1
+_PAUSE_IN_FLIGHT = 2
+_PAUSE_STRATEGY = 4
+_PAUSE_HANDLER = 8
+_PAUSE_NAMES = {
+    _PAUSE_OUTPUT: "output",
+    _PAUSE_IN_FLIGHT: "in_flight",
+    _PAUSE_STRATEGY: "strategy",
+    _PAUSE_HANDLER: "handler",
+}
+
+# Slot kinds in the ordered response queue.
+_WAITING = 0
+_ANSWERED = 1
+_FAILED = 2
+_BYTES = 3
+_CLOSE = 4
+
+_IOV_MAX = 512
+
+
+class Phase(enum.Enum):
+    """A connection's life cycle: OPEN -> (DRAINING ->) CLOSING -> (LINGERING ->) CLOSED."""
+
+    OPEN = "open"
+    DRAINING = "draining"
+    CLOSING = "closing"
+    LINGERING = "lingering"
+    CLOSED = "closed"
+
+
+class StreamConnection:
+    """One accepted (or connected) stream socket and its record in the table."""
+
+    __slots__ = (
+        "_interest",
+        "_out",
+        "_paused",
+        "_peer",
+        "_pending",
+        "_processing",
+        "bytes_in",
+        "bytes_out",
+        "created",
+        "fd",
+        "handler",
+        "id",
+        "in_flight",
+        "input_ended",
+        "last_activity",
+        "out_bytes",
+        "peer_address",
+        "phase",
+        "reactor",
+        "request_started",
+        "requests",
+        "server",
+        "sock",
+        "wheel_slot",
+    )
+
+    def __init__(
+        self, server: StreamServer, sock: socket.socket, peer_address: Any, handler: Handler
+    ) -> None:
+        reactor = server.reactor
+        self.server = server
+        self.reactor = reactor
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.handler = handler
+        self.peer_address = peer_address
+        self.id = reactor.table.new_id()
+        self.phase = Phase.OPEN
+        self._peer: Peer | None = None
+        self._out: collections.deque[bytes | memoryview] | None = None
+        self.out_bytes = 0
+        self._pending: collections.deque[list[Any]] | None = None
+        self._paused = 0
+        self._processing = False
+        self.in_flight = 0
+        self.input_ended = False
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.requests = 0
+        now = reactor.time()
+        self.created = now
+        self.last_activity = now
+        self.request_started: float | None = None
+        self.wheel_slot: int | None = None
+        self._interest = READ | (PRIORITY if server.watch_urgent else 0)
+
+    def start(self) -> None:
+        """Enter the table and the poller; tell the service. Called once, by the server."""
+        self.reactor.table.add(self)
+        self.reactor.poller.register(self.fd, self._interest, self)
+        self.server.watch_deadline(self)
+        if self.server.wants_lifecycle:
+            try:
+                self.server.service.connection_made(self, self.peer)
+            except Exception:
+                log.exception("connection_made failed for %s; closing it", self._context())
+                self.abort()
+
+    # -- identity -----------------------------------------------------------------------
+
+    @property
+    def peer(self) -> Peer:
+        """The :class:`Peer` given to services (made on first use: idle clients need none)."""
+        peer = self._peer
+        if peer is None:
+            peer = self._peer = Peer(self.id, self.peer_address, None, self)
+        return peer
+
+    @property
+    def state(self) -> ConnectionState:
+        """The state of this connection's partially finished request (derived, never stale)."""
+        phase = self.phase
+        if phase is not Phase.OPEN:
+            if phase is Phase.DRAINING:
+                return ConnectionState.DRAINING
+            return ConnectionState.CLOSED if phase is Phase.CLOSED else ConnectionState.CLOSING
+        if self.in_flight:
+            return ConnectionState.DISPATCHED
+        if self.out_bytes:
+            return ConnectionState.WRITING
+        if self.handler.buffered:
+            return ConnectionState.READING
+        return ConnectionState.IDLE
+
+    def snapshot(self) -> ConnectionSnapshot:
+        """An immutable copy of this record."""
+        peer = self._peer
+        return ConnectionSnapshot(
+            id=self.id,
+            server=self.server.name,
+            state=self.state,
+            handler_state=getattr(self.handler.state, "name", str(self.handler.state)),
+            peer=self.peer_address,
+            client_address=peer.client_address if peer is not None else self.peer_address,
+            bytes_in=self.bytes_in,
+            bytes_out=self.bytes_out,
+            input_buffered=self.handler.buffered,
+            output_buffered=self.out_bytes,
+            requests=self.requests,
+            in_flight=self.in_flight,
+            created=self.created,
+            last_activity=self.last_activity,
+            reading_paused=tuple(n for bit, n in _PAUSE_NAMES.items() if self._paused & bit),
+        )
+
+    def _context(self) -> str:
+        peer = self._peer
+        address = peer.client_address if peer is not None else self.peer_address
+        return (
+            f"connection #{self.id} from {address!r} on {self.server.name} "
+            f"({self.state.value}, handler {getattr(self.handler.state, 'name', '?')})"
+        )
+
+    def __repr__(self) -> str:
+        return f"<StreamConnection {self._context()}>"
+
+    # -- reading ------------------------------------------------------------------------
+
+    def handle_read(self) -> None:
+        """The socket is readable (or hung up): read once and process what arrived."""
+        # hot path: one recv, one feed, the event loop, one flush
+        phase = self.phase
+        if phase is not Phase.OPEN or not self._interest & READ:
+            if phase is Phase.LINGERING:
+                self._linger_read()
+            elif phase is not Phase.CLOSED:
+                self._check_hangup()
+            return
+        try:
+            data = self.sock.recv(self.server.limits.read_size)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._io_error(exc)
+            return
+        self.last_activity = self.reactor.time()
+        handler = self.handler
+        if data:
+            self.bytes_in += len(data)
+            handler.receive_data(data)
+        else:
+            # End of input: stop watching for reads (a half-closed peer stays readable
+            # forever) and let the handler say what it means.
+            self.input_ended = True
+            self._set_interest(self._interest & ~(READ | PRIORITY))
+            handler.receive_data(b"")
+        self._processing = True
+        self._process()
+        self._processing = False
+        if self._out is not None:
+            self._flush()
+        if handler.buffered:
+            self._note_partial_request()
+        elif self.request_started is not None:
+            self.request_started = None
+
+    def _check_hangup(self) -> None:
+        """Readiness while not reading can only be an error or hang-up: close on an error."""
+        error = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            self._io_error(OSError(error, errno.errorcode.get(error, str(error))))
+
+    def handle_priority(self) -> None:
+        """Urgent data is pending (only watched under ``UrgentPolicy.EVENT``)."""
+        try:
+            byte = self.sock.recv(1, socket.MSG_OOB)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:  # the mark was already consumed
+                return
+            self._io_error(exc)
+            return
+        receive_urgent = getattr(self.handler, "receive_urgent", None)
+        if receive_urgent is not None and byte:
+            receive_urgent(byte)
+            self._processing = True
+            self._process()
+            self._processing = False
+            if self._out is not None:
+                self._flush()
+
+    def _note_partial_request(self) -> None:
+        limits = self.server.limits
+        if self.handler.buffered > limits.max_input:
+            log.warning(
+                "%s: %d bytes buffered without a complete request (limit %d); closing",
+                self._context(),
+                self.handler.buffered,
+                limits.max_input,
+            )
+            self._start_closing()
+            return
+        if self.request_started is None:
+            self.request_started = self.last_activity
+            if limits.request_timeout is not None:
+                self.server.watch_deadline(self)
+
+    def _process(self) -> None:
+        """Pull events from the handler while reading is not paused."""
+        handler = self.handler
+        while not self._paused and (self.phase is Phase.OPEN or self.phase is Phase.DRAINING):
+            try:
+                event = handler.next_event()
+            except ProtocolError as exc:
+                self._protocol_error(exc)
+                return
+            except Exception:
+                log.exception("handler failed on %s; closing it", self._context())
+                self.abort()
+                return
+            if event is NEED_DATA:
+                if self.phase is Phase.DRAINING:
+                    self._enqueue(_CLOSE, None)
+                return
+            if event is PAUSED:
+                self._paused |= _PAUSE_HANDLER
+                return
+            if isinstance(event, Request):
+                self._request(event)
+            elif type(event) is Send:
+                self._enqueue(_BYTES, event.data)
+            elif type(event) is PeerUpdate:
+                self.peer.extra.update(event.extra)
+            elif type(event) is Close or type(event) is EndOfInput:
+                self._enqueue(_CLOSE, None)
+                return
+            else:
+                log.error("handler produced an unknown event %r on %s", event, self._context())
+                self.abort()
+                return
+
+    def _request(self, request: Request) -> None:
+        self.requests += 1
+        server = self.server
+        strategy = server.strategy if request.strategy is None else server.route(request)
+        if strategy.inline and self._pending is None:
+            # hot path: answer synchronously, nothing queued ahead of us
+            try:
+                response = server.service.handle(request, self.peer)
+            except Exception as exc:
+                self._write_failure(exc)
+                return
+            try:
+                data = self.handler.send(response)
+            except Exception:
+                log.exception("handler could not encode a response on %s", self._context())
+                self.abort()
+                return
+            if data:
+                self.write(data)
+            return
+        slot: list[Any] = [_WAITING, None]
+        if self._pending is None:
+            self._pending = collections.deque()
+        self._pending.append(slot)
+        self.in_flight += 1
+        if self.in_flight >= server.limits.max_in_flight:
+            self._pause(_PAUSE_IN_FLIGHT)
+        strategy.submit(server.service, request, self.peer, partial(self._answered, slot))
+        if strategy.saturated and not self._paused & _PAUSE_STRATEGY:
+            self._pause(_PAUSE_STRATEGY)
+            strategy.when_unsaturated(partial(self._resume, _PAUSE_STRATEGY))
+
+    def _answered(self, slot: list[Any], ok: bool, value: Any) -> None:
+        """A strategy finished a request (reactor thread)."""
+        slot[0] = _ANSWERED if ok else _FAILED
+        slot[1] = value
+        self.in_flight -= 1
+        if self.phase is Phase.CLOSED:
+            return
+        if not self.in_flight and self.wheel_slot is None:
+            self.server.watch_deadline(self)  # the idle deadline applies again
+        self._flush_pending()
+        if self._paused & _PAUSE_IN_FLIGHT and self.in_flight < self.server.limits.max_in_flight:
+            self._resume(_PAUSE_IN_FLIGHT)
+        elif self.phase is Phase.DRAINING and not self._paused:
+            self._process()
+
+    def _write_failure(self, exc: BaseException) -> None:
+        log.error("service failed on %s: %r", self._context(), exc, exc_info=exc)
+        try:
+            data = self.handler.encode_error(exc)
+        except Exception:
+            log.exception("handler could not encode an error on %s", self._context())
+            data = None
+        if data is None:
+            self._start_closing()
+        else:
+            self.write(data)
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        log.info("protocol error on %s: %s", self._context(), exc)
+        if exc.reply:
+            self._enqueue(_BYTES, exc.reply)
+        self._enqueue(_CLOSE, None)
+
+    # -- the ordered response queue -----------------------------------------------------
+
+    def _enqueue(self, kind: int, value: Any) -> None:
+        if self._pending is None:
+            if kind == _BYTES:
+                self.write(value)
+            else:
+                self._start_closing()
+            return
+        self._pending.append([kind, value])
+        if kind == _CLOSE:
+            self.phase = Phase.CLOSING
+            self._set_interest(self._interest & ~(READ | PRIORITY))
+
+    def _flush_pending(self) -> None:
+        pending = self._pending
+        if pending is None:
+            return
+        handler = self.handler
+        sent_answer = False
+        while pending and pending[0][0] != _WAITING:
+            kind, value = pending.popleft()
+            if kind == _ANSWERED:
+                sent_answer = True
+                try:
+                    data = handler.send(value)
+                except Exception:
+                    log.exception("handler could not encode a response on %s", self._context())
+                    self.abort()
+                    return
+                if data:
+                    self.write(data)
+            elif kind == _FAILED:
+                sent_answer = True
+                self._write_failure(value)
+            elif kind == _BYTES:
+                self.write(value)
+            else:
+                self._pending = None
+                self._start_closing()
+                return
+        if not pending:
+            self._pending = None
+        if sent_answer and self._paused & _PAUSE_HANDLER:
+            self._resume(_PAUSE_HANDLER)
+
+    # -- writing and flow control ---------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` for sending, after everything queued before (reactor thread only).
+
+        While a read is being processed, writes are gathered and sent with one system call
+        at the end; otherwise they are sent at once, as far as the socket takes them.
+        """
+        if self.phase is Phase.CLOSED or not data:
+            return
+        out = self._out
+        if out is None:
+            out = self._out = collections.deque()
+        out.append(data)
+        self.out_bytes += len(data)
+        if not self._processing:
+            self._flush()
+        if self.out_bytes > self.server.limits.high_water:
+            if self.out_bytes > self.server.limits.max_output:
+                log.warning(
+                    "%s: %d bytes of output unsent (limit %d): the peer is not reading; "
+                    "dropping it",
+                    self._context(),
+                    self.out_bytes,
+                    self.server.limits.max_output,
+                )
+                self.abort()
+            elif not self._paused & _PAUSE_OUTPUT:
+                self._pause(_PAUSE_OUTPUT)
+
+    def handle_write(self) -> None:
+        """The socket can take more output."""
+        if self._out is not None:
+            self._flush()
+
+    def _flush(self) -> None:
+        out = self._out
+        assert out is not None
+        try:
+            if len(out) == 1:
+                sent = self.sock.send(out[0])
+            else:
+                sent = self.sock.sendmsg(itertools.islice(out, _IOV_MAX))
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self._io_error(exc)
+            return
+        if sent:
+            self.bytes_out += sent
+            self.out_bytes -= sent
+            self.last_activity = self.reactor.time()
+            while sent:
+                head = out[0]
+                size = len(head)
+                if sent >= size:
+                    out.popleft()
+                    sent -= size
+                else:
+                    out[0] = memoryview(head)[sent:]
+                    break
+        if out:
+            if not self._interest & WRITE:
+                self._set_interest(self._interest | WRITE)
+        else:
+            self._out = None
+            if self._interest & WRITE:
+                self._set_interest(self._interest & ~WRITE)
+            if self.phase is Phase.CLOSING and self._pending is None:
+                self._finish_closing()
+                return
+        # Last, as it may process more input and so re-enter this method.
+        if self._paused & _PAUSE_OUTPUT and self.out_bytes <= self.server.limits.low_water:
+            self._resume(_PAUSE_OUTPUT)
+
+    def _pause(self, reason: int) -> None:
+        self._paused |= reason
+        if self._interest & READ:
+            self._set_interest(self._interest & ~(READ | PRIORITY))
+
+    def _resume(self, reason: int) -> None:
+        if not self._paused & reason:
+            return
+        self._paused &= ~reason
+        if self._paused or self.phase is Phase.CLOSED or self._processing:
+            return  # still paused, gone, or an outer _process() loop picks up from here
+        # Events already buffered in the handler come first, then the socket again.
+        self._processing = True
+        self._process()
+        self._processing = False
+        if self._out is not None:
+            self._flush()
+        if not self._paused and self.phase is Phase.OPEN and not self.input_ended:
+            urgent = PRIORITY if self.server.watch_urgent else 0
+            self._set_interest(self._interest | READ | urgent)
+
+    def _set_interest(self, mask: int) -> None:
+        if mask != self._interest and self.phase is not Phase.CLOSED:
+            self._interest = mask
+            self.reactor.poller.modify(self.fd, mask, self)
+
+    # -- the public connection API (see muxserver.service.PushTarget) ---------------------
+
+    def push(self, message: Any) -> None:
+        """Encode ``message`` with the handler and write it now, outside the request order."""
+        if self.phase is Phase.CLOSED or self.phase is Phase.LINGERING:
+            return
+        self.write(self.handler.encode_push(message))
+
+    def push_threadsafe(self, message: Any) -> None:
+        """:meth:`push` from any thread."""
+        self.reactor.call_soon_threadsafe(self.push, message)
+
+    def close(self) -> None:
+        """Close after every answer queued so far is written."""
+        if self.phase is Phase.OPEN or self.phase is Phase.DRAINING:
+            self._enqueue(_CLOSE, None)
+
+    def drain(self) -> None:
+        """Graceful shutdown: read no more, finish what was received, then close."""
+        if self.phase is not Phase.OPEN:
+            if self.phase is Phase.LINGERING:
+                self.abort()
+            return
+        self.phase = Phase.DRAINING
+        self._set_interest(self._interest & ~(READ | PRIORITY))
+        if not self._paused:
+            self._process()
+
+    # -- closing --------------------------------------------------------------------------
+
+    def _start_closing(self) -> None:
+        if self.phase is Phase.CLOSED or self.phase is Phase.LINGERING:
+            return
+        self.phase = Phase.CLOSING
+        self._set_interest(self._interest & ~(READ | PRIORITY))
+        if self._out is None:
+            self._finish_closing()
+
+    def _finish_closing(self) -> None:
+        """All output is out: half-close, then linger for the peer's close (or abort)."""
+        linger = self.server.limits.linger
+        if linger <= 0 or self.input_ended:
+            self.abort()
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.abort()
+            return
+        self.phase = Phase.LINGERING
+        self._set_interest(READ)
+        if self.server.wheel is not None:
+            self.server.wheel.remove(self)
+        self.reactor.call_later(linger, self.abort)
+
+    def _linger_read(self) -> None:
+        try:
+            data = self.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.abort()
+
+    def _io_error(self, exc: OSError) -> None:
+        if exc.errno in _DISCONNECT_ERRNOS:
+            log.debug("%s: peer went away (%s)", self._context(), exc.strerror)
+        else:
+            log.warning("%s: socket error %s; closing", self._context(), exc)
+        self.abort()
+
+    def abort(self) -> None:
+        """Close now, dropping unsent output. Idempotent."""
+        if self.phase is Phase.CLOSED:
+            return
+        self.phase = Phase.CLOSED
+        self.reactor.poller.unregister(self.fd)
+        self.sock.close()
+        self.reactor.table.remove(self)
+        self._out = None
+        self.out_bytes = 0
+        self._pending = None
+        server = self.server
+        if server.wheel is not None:
+            server.wheel.remove(self)
+        server.connection_closed(self)
+
+    # -- deadlines (see muxserver.reactor.timers.DeadlineWheel) ---------------------------
+
+    def current_deadline(self) -> float:
+        """The earliest of this connection's idle and request deadlines."""
+        limits = self.server.limits
+        deadline = math.inf
+        if limits.idle_timeout is not None and not self.in_flight:
+            deadline = self.last_activity + limits.idle_timeout
+        if self.request_started is not None and limits.request_timeout is not None:
+            deadline = min(deadline, self.request_started + limits.request_timeout)
+        return deadline
+
+    def deadline_expired(self, now: float) -> None:
+        """A deadline passed: log why and close."""
+        limits = self.server.limits
+        if (
+            self.request_started is not None
+            and limits.request_timeout is not None
+            and (self.request_started + limits.request_timeout <= now)
+        ):
+            reason = f"request incomplete after {limits.request_timeout}s"
+        else:
+            reason = f"idle for {limits.idle_timeout}s"
+        log.info("%s: %s; closing", self._context(), reason)
+        self.server.timeouts += 1
+        self.abort()
