@@ -307,7 +307,7 @@ class Float(XDRType[float]):
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise XDRError(f"float needs a float, not {type(value).__name__}")
         try:
-            out += _FLOAT.pack(value)
+            out += _FLOAT.pack(float(value))
         except OverflowError:
             raise XDRError(f"{value} is out of range for a single-precision float") from None
 
@@ -328,7 +328,7 @@ class Double(XDRType[float]):
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise XDRError(f"double needs a float, not {type(value).__name__}")
         try:
-            out += _DOUBLE.pack(value)
+            out += _DOUBLE.pack(float(value))
         except OverflowError:
             raise XDRError(f"{value} is out of range for a double") from None
 

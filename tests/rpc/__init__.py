@@ -1,0 +1,1 @@
+"""Tests of muxserver.rpc: XDR, messages, record marking, programs, client, portmapper."""
