@@ -46,6 +46,7 @@ from muxserver.handlers.base import (
     Request,
     Send,
 )
+from muxserver.reactor.layer import LayerError, StreamLayer
 from muxserver.reactor.poller import PRIORITY, READ, WRITE
 from muxserver.reactor.table import ConnectionSnapshot, ConnectionState
 from muxserver.service import Peer
@@ -122,6 +123,7 @@ class StreamConnection:
         "in_flight",
         "input_ended",
         "last_activity",
+        "layer",
         "out_bytes",
         "peer_address",
         "phase",
@@ -142,6 +144,7 @@ class StreamConnection:
         self.sock = sock
         self.fd = sock.fileno()
         self.handler = handler
+        self.layer: StreamLayer | None = None
         self.peer_address = peer_address
         self.id = reactor.table.new_id()
         self.phase = Phase.OPEN
@@ -254,8 +257,23 @@ class StreamConnection:
             return
         self.last_activity = self.reactor.time()
         handler = self.handler
+        self.bytes_in += len(data)
+        if self.layer is not None:
+            try:
+                plaintext = self.layer.receive(data)
+            except LayerError as exc:
+                log.info("%s: %s; dropping it", self._context(), exc)
+                self.abort()
+                return
+            if plaintext is None:
+                data = b""  # the end of the layer's stream is the handler's end of input
+            elif plaintext:
+                data = plaintext
+            else:  # only the layer's own traffic (a handshake) so far
+                if self._out is not None:
+                    self._flush()
+                return
         if data:
-            self.bytes_in += len(data)
             handler.receive_data(data)
         else:
             # End of input: stop watching for reads (a half-closed peer stays readable
@@ -272,6 +290,11 @@ class StreamConnection:
             self._note_partial_request()
         elif self.request_started is not None:
             self.request_started = None
+
+    def install_layer(self, layer: StreamLayer) -> None:
+        """Put ``layer`` between the socket and the handler from now on (e.g. STARTTLS)."""
+        self.layer = layer
+        layer.attach(self._write_raw, self.peer.extra.update)
 
     def _check_hangup(self) -> None:
         """Readiness while not reading can only be an error or hang-up: close on an error."""
@@ -468,6 +491,10 @@ class StreamConnection:
         While a read is being processed, writes are gathered and sent with one system call
         at the end; otherwise they are sent at once, as far as the socket takes them.
         """
+        layer = self.layer
+        self._write_raw(data if layer is None or not data else layer.send(data))
+
+    def _write_raw(self, data: bytes) -> None:
         if self.phase is Phase.CLOSED or not data:
             return
         out = self._out
@@ -596,11 +623,15 @@ class StreamConnection:
             return
         self.phase = Phase.CLOSING
         self._set_interest(self._interest & ~(READ | PRIORITY))
+        if self.layer is not None:
+            self._write_raw(self.layer.close())
         if self._out is None:
             self._finish_closing()
 
     def _finish_closing(self) -> None:
         """All output is out: half-close, then linger for the peer's close (or abort)."""
+        if self.phase is not Phase.CLOSING:
+            return
         linger = self.server.limits.linger
         if linger <= 0 or self.input_ended:
             self.abort()
