@@ -43,6 +43,10 @@ class StreamServer:
         name: used in logs, the status page and metrics.
         on_fd_limit: called with the server when accepts fail for lack of descriptors
             (e.g. to close idle connections).
+        admit: called with each accepted socket and its peer address before any handler
+            exists; returns ``None`` to admit or a reason string to refuse (the socket is
+            closed and one log line names the peer and the reason). Address rules and peer
+            credential checks plug in here.
     """
 
     def __init__(
@@ -56,6 +60,7 @@ class StreamServer:
         limits: Limits | None = None,
         name: str = "server",
         on_fd_limit: Callable[[StreamServer], None] | None = None,
+        admit: Callable[[socket.socket, Any], str | None] | None = None,
     ) -> None:
         self.reactor = reactor
         self.handler_factory = handler_factory
@@ -66,6 +71,7 @@ class StreamServer:
         self.limits = limits if limits is not None else Limits()
         self.name = name
         self.on_fd_limit = on_fd_limit
+        self.admit = admit
         self.listeners: list[Listener] = []
         self.connections = 0
         self.timeouts = 0
@@ -160,6 +166,17 @@ class StreamServer:
     def accepted(self, sock: socket.socket, address: Any) -> None:
         """Take over a freshly accepted socket (called by the listeners)."""
         sock.setblocking(False)
+        if self.admit is not None:
+            try:
+                reason = self.admit(sock, address)
+            except Exception:
+                log.exception("%s: admission check failed; refusing %r", self.name, address)
+                reason = "admission check failed"
+            if reason is not None:
+                log.warning("%s: refused %s: %s", self.name, format_address(address), reason)
+                self.refused += 1
+                sock.close()
+                return
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.limits.urgent is UrgentPolicy.INLINE:
