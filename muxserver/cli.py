@@ -1,0 +1,142 @@
+"""The command line: ``python -m muxserver`` (or ``muxserver``) runs the demo services.
+
+Each service has a port flag that takes a number (0 picks a free port) or ``off``. Bad flags
+and addresses that cannot be bound end the program with one clear line on stderr and exit
+status 2 -- no traceback. Ctrl-C or SIGTERM stops it gracefully: no new connections, every
+request received is answered, then it exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from muxserver import __version__
+from muxserver.handlers.echo import EchoHandler
+from muxserver.reactor import DatagramEndpoint, Limits, Reactor, StreamServer
+from muxserver.reactor.listen import format_address
+from muxserver.services.chat import ChatService, chat_handler
+from muxserver.services.echo import echo_datagram
+
+__all__ = ["main", "parse_port"]
+
+log = logging.getLogger("muxserver")
+
+
+def parse_port(text: str) -> int | None:
+    """A port flag's value: a number from 0 to 65535, or ``off`` (``None``)."""
+    if text.lower() == "off":
+        return None
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number or 'off', not {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range 0-65535")
+    return port
+
+
+@dataclass(frozen=True)
+class _ServiceFlag:
+    name: str
+    default: int
+    help: str
+
+
+_SERVICES = (
+    _ServiceFlag("echo", 7007, "echo over TCP and UDP"),
+    _ServiceFlag("chat", 7070, "a line-based chat room (every line goes to every other member)"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to render ``--help``)."""
+    parser = argparse.ArgumentParser(
+        prog="muxserver",
+        description="Serve muxserver's demo services from one single-threaded reactor.",
+        epilog="Every port flag takes a number (0 picks a free port) or 'off'.",
+    )
+    parser.add_argument("--version", action="version", version=f"muxserver {__version__}")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind every service to (default: %(default)s)",
+    )
+    for flag in _SERVICES:
+        parser.add_argument(
+            f"--{flag.name}-port",
+            type=parse_port,
+            default=flag.default,
+            metavar="PORT",
+            help=f"{flag.help} (default: {flag.default})",
+        )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long a graceful stop may take before connections are closed hard "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="logging threshold (default: %(default)s)",
+    )
+    return parser
+
+
+def _echo(reactor: Reactor, host: str, port: int) -> list[str]:
+    server = StreamServer(reactor, EchoHandler, None, name="echo", limits=Limits())
+    tcp = server.listen_tcp(host, port)
+    udp = DatagramEndpoint.udp(reactor, echo_datagram, host, tcp.address[1], name="echo-udp")
+    return [
+        f"echo  tcp {format_address(tcp.address)}",
+        f"echo  udp {format_address(udp.address)}",
+    ]
+
+
+def _chat(reactor: Reactor, host: str, port: int) -> list[str]:
+    server = StreamServer(reactor, chat_handler, ChatService(), name="chat")
+    listener = server.listen_tcp(host, port)
+    return [f"chat  tcp {format_address(listener.address)}"]
+
+
+_STARTERS: dict[str, Callable[[Reactor, str, int], list[str]]] = {
+    "echo": _echo,
+    "chat": _chat,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo services until SIGINT/SIGTERM; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    reactor = Reactor()
+    try:
+        lines: list[str] = []
+        for flag in _SERVICES:
+            port = getattr(args, f"{flag.name}_port")
+            if port is not None:
+                lines += _STARTERS[flag.name](reactor, args.host, port)
+        if not lines:
+            parser.error("every service is off; nothing to serve")
+        for line in lines:
+            print(line, flush=True)
+        reactor.stop_on_signals(grace=args.grace)
+        reactor.run()
+        if reactor.shutdown_report:
+            print(f"muxserver stopped: {reactor.shutdown_report}", flush=True)
+        return 0
+    except OSError as exc:
+        print(f"muxserver: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        reactor.close()

@@ -1,0 +1,1 @@
+"""The built-in services that ``python -m muxserver`` runs: echo, chat and friends."""
