@@ -279,10 +279,10 @@ class RPCService(Service):
         self,
         program: Program,
         version: int,
-        implementations: Mapping[int | str, Implementation],
+        implementations: Mapping[Any, Implementation],
     ) -> None:
         """Serve ``version`` of ``program`` with ``implementations`` keyed by procedure
-        number or name. NULL needs no implementation.
+        number (``int``) or name (``str``). NULL needs no implementation.
 
         Raises:
             KeyError: the version or a procedure name/number is not in the definition.

@@ -24,7 +24,8 @@ Python representations (the choices a user must know):
 
 * integers are ``int``; ``bool`` is ``bool``; enums are members of a Python ``IntEnum``
   (:class:`Enum`) or plain ``int`` restricted to a set (:class:`IntChoice`);
-* ``float``/``double`` are ``float`` (a ``float`` value must fit single precision);
+* ``float``/``double`` are ``float`` (a ``float`` value must fit single precision; NaN
+  payload bits are not preserved, as Python quiets signalling NaNs);
 * opaque data is ``bytes``; ``string<>`` is ``str``, encoded as UTF-8 by default (pass
   ``encoding=`` -- RFC 4506 says ASCII, real peers send UTF-8);
 * arrays are ``list``; structs are instances of a *dataclass* you name (decoding calls it with

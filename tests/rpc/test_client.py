@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -37,7 +38,7 @@ from muxserver.rpc.xdr import DOUBLE, VOID, String, UnionValue
 
 from .servers import ThreadedRPCServer
 
-FAST = {"timeout": 2.0, "retransmit": 0.05}
+FAST: dict[str, Any] = {"timeout": 2.0, "retransmit": 0.05}
 
 
 @pytest.fixture(params=["tcp", "udp"])
@@ -51,11 +52,9 @@ def server(transport: str) -> Iterator[ThreadedRPCServer]:
         yield running
 
 
-def client_for(server: ThreadedRPCServer, vers: int = 1, **options: object) -> RPCClient:
-    settings = {**FAST, **options}
-    return RPCClient.for_program(
-        "127.0.0.1", server.port, DEMO_PROGRAM, vers, transport=server.transport, **settings
-    )
+def client_for(server: ThreadedRPCServer, **options: Any) -> RPCClient:
+    settings = {**FAST, "transport": server.transport, **options}
+    return RPCClient.for_program("127.0.0.1", server.port, DEMO_PROGRAM, 1, **settings)
 
 
 def test_the_demo_key_value_store_works_end_to_end(server: ThreadedRPCServer) -> None:
@@ -81,14 +80,16 @@ def test_a_large_value_crosses_in_one_call(server: ThreadedRPCServer) -> None:
 def test_error_statuses_raise_their_own_exceptions(server: ThreadedRPCServer) -> None:
     options = {**FAST, "transport": server.transport}
     with (
-        RPCClient("127.0.0.1", server.port, DEMO_PROGRAM.number, 7, **options) as client,  # type: ignore[arg-type]
+        RPCClient("127.0.0.1", server.port, DEMO_PROGRAM.number, 7, **options) as client,
         pytest.raises(ProgramMismatchError) as info,
     ):
         client.null()
     assert (info.value.low, info.value.high) == (1, 1)
-    with RPCClient("127.0.0.1", server.port, 0x20000002, 1, transport=server.transport) as c:
-        with pytest.raises(ProgramUnavailableError):
-            c.null()
+    with (
+        RPCClient("127.0.0.1", server.port, 0x20000002, 1, **options) as c,
+        pytest.raises(ProgramUnavailableError),
+    ):
+        c.null()
     with client_for(server) as client:
         with pytest.raises(ProcedureUnavailableError):
             client.call(99, VOID, None, VOID)
@@ -171,9 +172,11 @@ def test_tcp_times_out_when_the_server_never_answers() -> None:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         port = silent.getsockname()[1]
-        with RPCClient("127.0.0.1", port, 1, 1, timeout=0.2) as client:
-            with pytest.raises(RPCTimeoutError):
-                client.null()
+        with (
+            RPCClient("127.0.0.1", port, 1, 1, timeout=0.2) as client,
+            pytest.raises(RPCTimeoutError),
+        ):
+            client.null()
 
 
 def test_client_arguments_are_validated() -> None:

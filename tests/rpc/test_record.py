@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import pytest
@@ -23,7 +24,7 @@ def fragment(message: bytes, cuts: list[int]) -> bytes:
     """Record-mark ``message`` as fragments split at the (sorted, deduplicated) ``cuts``."""
     bounds = [0, *sorted({c for c in cuts if 0 < c < len(message)}), len(message)]
     out = b""
-    for index, (start, end) in enumerate(zip(bounds, bounds[1:])):
+    for index, (start, end) in enumerate(itertools.pairwise(bounds)):
         last = 0x8000_0000 if index == len(bounds) - 2 else 0
         out += struct.pack(">I", last | (end - start)) + message[start:end]
     return out
@@ -32,7 +33,7 @@ def fragment(message: bytes, cuts: list[int]) -> bytes:
 def chunk(data: bytes, cuts: list[int]) -> list[bytes]:
     """Split ``data`` at ``cuts``; empty pieces are left out (``b""`` means end of input)."""
     bounds = [0, *sorted(c for c in cuts if 0 <= c <= len(data)), len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+    return [data[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def run(handler: RecordMarkingHandler, chunks: list[bytes], eof: bool = True) -> list[Event]:
@@ -62,7 +63,7 @@ messages = st.lists(st.binary(max_size=40), min_size=0, max_size=5)
 def test_any_chunking_and_fragmentation_gives_the_same_records(
     messages: list[bytes], fragment_cuts: list[list[int]], chunk_cuts: list[int]
 ) -> None:
-    stream = b"".join(fragment(m, cuts) for m, cuts in zip(messages, fragment_cuts))
+    stream = b"".join(fragment(m, cuts) for m, cuts in zip(messages, fragment_cuts, strict=False))
     events = run(RecordMarkingHandler(), chunk(stream, chunk_cuts))
     assert events == [*(RPCRecord(m) for m in messages), EndOfInput()]
 
@@ -85,7 +86,9 @@ def test_the_size_limit_fires_at_the_same_record_under_any_chunking(
 ) -> None:
     limit = 20
     stream = b"".join(fragment(b"x" * n, [n // 2]) for n in sizes)
-    records_before = sizes.index(next(n for n in sizes if n > limit)) if max(sizes) > limit else None
+    records_before = (
+        sizes.index(next(n for n in sizes if n > limit)) if max(sizes) > limit else None
+    )
     handler = RecordMarkingHandler(max_record_size=limit)
     if records_before is None:
         assert len(run(handler, chunk(stream, chunk_cuts))) == len(sizes) + 1

@@ -141,6 +141,8 @@ def test_garbage_decodes_or_raises_xdr_error_and_never_anything_else(
         value, end = kind.decode(garbage)
     except XDRError:
         return
+    if isinstance(value, float) and math.isnan(value):
+        return  # NaN payloads are not preserved through a Python float (signalling -> quiet)
     # Whatever decodes must re-encode to exactly the bytes it came from (strictness).
     assert kind.encode(value) == garbage[:end]
 
