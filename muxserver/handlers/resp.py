@@ -204,7 +204,8 @@ class RespHandler(FramedHandler):
     Args:
         max_multibulk_length: most arguments in one command (Redis: 1024*1024 before auth).
         max_bulk_length: most bytes in one argument (Redis's ``proto-max-bulk-len``: 512 MiB).
-        max_inline_length: most bytes in an inline command or a header line (Redis: 64 KiB).
+        max_inline_length: most bytes in an inline command (its ``\\r`` included, the ``\\n``
+            not) or in a ``*``/``$`` header line (Redis: 64 KiB).
 
     Raises:
         ValueError: if a limit is negative, or ``max_inline_length`` is zero.
