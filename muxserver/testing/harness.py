@@ -108,6 +108,8 @@ class HandlerHarness:
         """An end was seen: nothing more is read or pulled."""
         self.closed = False
         """The connection has closed: the end was reached and everything before it written."""
+        self.handler_paused = False
+        """The last :meth:`events` stopped because the handler returned PAUSED."""
         self._output: list[bytes] = []
         self._slots: deque[_Slot] = deque()
         self._held: list[bytes] = []
@@ -167,6 +169,7 @@ class HandlerHarness:
                 self._end(error.reply)
                 break
             if isinstance(event, (NeedData, Paused)):
+                self.handler_paused = isinstance(event, Paused)
                 break
             pulled.append(event)
             self.trace.append(event)
