@@ -298,6 +298,11 @@ class RPCService(Service):
         self._programs.setdefault(program.number, []).append(version)
         self._programs[program.number].sort()
 
+    @property
+    def served(self) -> list[tuple[int, int]]:
+        """Every registered ``(program number, version)``, sorted (what rpcbind is told)."""
+        return sorted(self._versions)
+
     def handle(self, request: Request, peer: Peer) -> bytes | None:
         """Answer one call (the request's ``data``); ``None`` means send nothing.
 
