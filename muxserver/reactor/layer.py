@@ -9,14 +9,25 @@ services run unchanged above it.
 The order of calls, as a grammar::
 
     attach  ->  (receive | send)*  ->  close?
+
+A layer is installed by the server's ``setup`` hook on every accepted connection, or mid-stream
+when the handler produces :class:`UpgradeLayer` (STARTTLS): the connection writes the
+event's last plaintext reply, installs the new layer, and passes the bytes the handler had
+buffered after the upgrade command through it -- they are the first bytes of the new layer's
+stream, never plaintext requests.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["LayerError", "StreamLayer"]
+from muxserver.handlers.base import Event
+
+if TYPE_CHECKING:
+    from muxserver.reactor.stream import StreamConnection
+
+__all__ = ["LayerError", "StreamLayer", "UpgradeLayer"]
 
 
 class LayerError(Exception):
@@ -39,7 +50,8 @@ class StreamLayer:
     def receive(self, data: bytes) -> bytes | None:
         """Take bytes from the socket (``b""`` at end of input) and return the plaintext for
         the handler: ``b""`` when there is none yet (a handshake in progress), ``None`` when
-        the plaintext stream has ended -- always ``None`` for ``data == b""``.
+        the plaintext stream has ended -- ``None`` for ``data == b""`` unless the end is
+        itself an error (TLS: end of input without close_notify raises).
 
         Raises:
             LayerError: the peer's bytes cannot be processed; the connection is dropped.
@@ -53,3 +65,27 @@ class StreamLayer:
     def close(self) -> bytes:
         """Bytes to write before the connection half-closes (e.g. TLS close_notify)."""
         return b""
+
+
+class UpgradeLayer(Event):
+    """Handler event: put a new layer under this handler from the next byte on (STARTTLS).
+
+    The connection writes ``reply`` under the current layer (in plaintext, after every
+    earlier answer), calls ``install(connection)`` -- which must call
+    :meth:`~muxserver.reactor.stream.StreamConnection.install_layer` -- and then passes
+    ``buffered``, the bytes the handler held after the upgrade command, through the new layer.
+    The handler must not produce this event while answers to earlier requests are due
+    (return ``PAUSED`` until they are sent); the connection drops it if it does.
+    """
+
+    __slots__ = ("buffered", "install", "reply")
+
+    def __init__(
+        self, reply: bytes, install: Callable[[StreamConnection], None], buffered: bytes = b""
+    ) -> None:
+        self.reply = reply
+        self.install = install
+        self.buffered = buffered
+
+    def __repr__(self) -> str:
+        return f"UpgradeLayer(reply={self.reply!r}, buffered={len(self.buffered)} bytes)"

@@ -47,6 +47,10 @@ class StreamServer:
             exists; returns ``None`` to admit or a reason string to refuse (the socket is
             closed and one log line names the peer and the reason). Address rules and peer
             credential checks plug in here.
+        setup: called with each accepted connection after ``admit`` and before it starts
+            (before ``connection_made`` and before any byte is read): installs a stream layer
+            such as TLS (:meth:`StreamConnection.install_layer`) or records facts about the
+            peer in ``connection.peer.extra``. If it raises, the connection is refused.
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class StreamServer:
         name: str = "server",
         on_fd_limit: Callable[[StreamServer], None] | None = None,
         admit: Callable[[socket.socket, Any], str | None] | None = None,
+        setup: Callable[[StreamConnection], None] | None = None,
     ) -> None:
         self.reactor = reactor
         self.handler_factory = handler_factory
@@ -72,6 +77,7 @@ class StreamServer:
         self.name = name
         self.on_fd_limit = on_fd_limit
         self.admit = admit
+        self.setup = setup
         self.listeners: list[Listener] = []
         self.connections = 0
         self.timeouts = 0
@@ -187,11 +193,27 @@ class StreamServer:
             log.exception("%s: handler factory failed; refusing the connection", self.name)
             sock.close()
             return
-        self.adopt(sock, address, handler)
+        try:
+            self.adopt(sock, address, handler, setup=self.setup)
+        except Exception:
+            log.exception("%s: connection setup failed; refusing %r", self.name, address)
+            sock.close()
 
-    def adopt(self, sock: socket.socket, address: Any, handler: Handler) -> StreamConnection:
-        """Serve an already connected socket with ``handler`` (accepted or outbound)."""
+    def adopt(
+        self,
+        sock: socket.socket,
+        address: Any,
+        handler: Handler,
+        *,
+        setup: Callable[[StreamConnection], None] | None = None,
+    ) -> StreamConnection:
+        """Serve an already connected socket with ``handler`` (accepted or outbound).
+
+        ``setup(connection)`` runs before the connection starts (see the class docstring).
+        """
         connection = StreamConnection(self, sock, address, handler)
+        if setup is not None:
+            setup(connection)
         self.connections += 1
         if self.full():
             for listener in self.listeners:
