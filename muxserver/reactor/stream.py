@@ -46,7 +46,7 @@ from muxserver.handlers.base import (
     Request,
     Send,
 )
-from muxserver.reactor.layer import LayerError, StreamLayer
+from muxserver.reactor.layer import LayerError, StreamLayer, UpgradeLayer
 from muxserver.reactor.poller import PRIORITY, READ, WRITE
 from muxserver.reactor.table import ConnectionSnapshot, ConnectionState
 from muxserver.service import Peer
@@ -367,10 +367,33 @@ class StreamConnection:
             elif type(event) is Close or type(event) is EndOfInput:
                 self._enqueue(_CLOSE, None)
                 return
+            elif type(event) is UpgradeLayer:
+                if not self._upgrade(event):
+                    return
             else:
                 log.error("handler produced an unknown event %r on %s", event, self._context())
                 self.abort()
                 return
+
+    def _upgrade(self, event: UpgradeLayer) -> bool:
+        """STARTTLS: last plaintext reply, new layer, then the handler's leftover through it."""
+        if self._pending is not None:
+            log.error("%s: layer upgrade with answers still due; dropping it", self._context())
+            self.abort()
+            return False
+        if event.reply:
+            self.write(event.reply)
+        event.install(self)
+        if event.buffered and self.layer is not None:
+            try:
+                plaintext = self.layer.receive(event.buffered)
+            except LayerError as exc:
+                log.info("%s: %s; dropping it", self._context(), exc)
+                self.abort()
+                return False
+            if plaintext:
+                self.handler.receive_data(plaintext)
+        return True
 
     def _request(self, request: Request) -> None:
         self.requests += 1
