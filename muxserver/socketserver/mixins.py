@@ -3,12 +3,12 @@
 The mix-in must come first in the bases (``class S(ThreadingMixIn, TCPServer)``) so that its
 ``process_request`` overrides the server's.
 
-ThreadingMixIn keeps the standard library's contract to the letter: one ``threading.Thread``
-per request running ``process_request_thread``; ``daemon_threads`` makes them daemons;
-with ``block_on_close`` (the default) the non-daemon ones are kept in ``_threads`` so that
-``server_close()`` joins them, and finished ones are dropped whenever a request starts
-(bpo-37193) -- and here also on every ``service_actions()``, so an idle server does not hold
-on to the threads of its last burst.
+ThreadingMixIn keeps the standard library's contract: one thread per request running
+``process_request_thread``; ``daemon_threads`` makes them daemons; with ``block_on_close`` (the
+default) ``server_close()`` joins the non-daemon ones. The threads belong to muxserver's
+thread-per-request dispatch strategy, attached to the server's reactor: a thread that finishes
+says so through the reactor's wake-up channel and is forgotten at once, and the strategy's
+capacity gives the optional ``max_threads`` cap that the standard library lacks.
 
 ForkingMixIn forks per request. Its differences from the standard library are in how the parent
 waits for children:
@@ -30,11 +30,15 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
+from muxserver.handlers.base import Request
+from muxserver.reactor.dispatch.threads import ThreadPerRequestStrategy
 from muxserver.reactor.loop import ReactorState
 from muxserver.reactor.poller import READ
+from muxserver.service import Peer, Service
 
 if TYPE_CHECKING:
     from muxserver.socketserver.servers import BaseServer as _ServerBase
@@ -44,60 +48,77 @@ else:
 __all__ = ["ForkingMixIn", "ThreadingMixIn"]
 
 
-class _Threads(list[threading.Thread]):
-    """The non-daemon request threads still worth joining; finished ones are dropped on add."""
+class _RequestInHand(Request):
+    """A socketserver request as the dispatch strategy carries it."""
 
-    def append(self, thread: threading.Thread) -> None:
-        """Drop finished threads, then keep ``thread`` unless it is a daemon."""
-        self.reap()
-        if thread.daemon:
-            return
-        super().append(thread)
+    __slots__ = ("client_address", "request", "started")
 
-    def pop_all(self) -> list[threading.Thread]:
-        """Empty the list and return what it held."""
-        self[:], result = [], self[:]
-        return result
-
-    def join(self) -> None:
-        """Wait for every kept thread."""
-        for thread in self.pop_all():
-            thread.join()
-
-    def reap(self) -> None:
-        """Forget the threads that have finished."""
-        self[:] = (thread for thread in self if thread.is_alive())
+    def __init__(self, request: Any, client_address: Any) -> None:
+        self.request = request
+        self.client_address = client_address
+        self.started = False
+        """Set by the worker thread when it begins; a request never started must be closed."""
 
 
-class _NoThreads:
-    """Stands for ``_Threads`` when ``block_on_close`` is false: keeps nothing, joins nothing."""
+class _ProcessRequestThread(Service):
+    """The service a request thread runs: the server's ``process_request_thread``.
 
-    def append(self, thread: threading.Thread) -> None:
-        """Keep nothing."""
+    Whatever escapes it -- an error from ``handle_error`` or ``shutdown_request``, or a
+    ``SystemExit`` from the handler -- ends a standard-library request thread and reaches
+    ``threading.excepthook``. The strategy would turn such an exception into a quiet result
+    (or, for ``SystemExit``, lose track of the thread), so it is reported the standard way here
+    and the thread then ends normally.
+    """
 
-    def join(self) -> None:
-        """Nothing to wait for."""
+    def __init__(self, server: ThreadingMixIn) -> None:
+        self.server = server
 
-    def reap(self) -> None:
-        """Nothing to forget."""
+    def handle(self, request: Request, peer: Peer) -> None:
+        """Run the request (in the strategy's worker thread)."""
+        assert isinstance(request, _RequestInHand)
+        request.started = True
+        try:
+            self.server.process_request_thread(request.request, request.client_address)
+        except BaseException:
+            exc_type, exc, tb = sys.exc_info()
+            threading.excepthook(
+                threading.ExceptHookArgs((exc_type, exc, tb, threading.current_thread()))
+            )
+
+
+class _ThreadsInFlight:
+    """What the standard library's private ``_threads`` list tells: request threads not yet
+    finished (finished ones are never kept -- bpo-37193). Read from the strategy."""
+
+    def __init__(self, strategy: ThreadPerRequestStrategy | None) -> None:
+        self._strategy = strategy
+
+    def __len__(self) -> int:
+        return 0 if self._strategy is None else self._strategy.stats()["running"]
 
 
 class ThreadingMixIn(_ServerBase):
     """Handle each request in a new thread.
 
-    Class variables: ``daemon_threads`` (threads do not keep the process alive; they are not
-    joined), ``block_on_close`` (``server_close()`` waits for the non-daemon threads).
+    Class variables: ``daemon_threads`` (threads do not keep the process alive and are not
+    joined), ``block_on_close`` (``server_close()`` waits for the non-daemon threads), and
+    muxserver's ``max_threads`` (``None``, the standard library's "no limit", by default; with
+    a number, a request arriving while that many threads run waits for one to finish).
+
+    The threads are a :class:`~muxserver.reactor.dispatch.threads.ThreadPerRequestStrategy`
+    attached to the server's reactor; each finished thread reports back through the reactor's
+    wake-up channel and is forgotten then.
     """
 
     daemon_threads = False
     block_on_close = True
-    _threads: _Threads | _NoThreads = _NoThreads()
+    max_threads: int | None = None
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         """The thread's body: handle the request, report errors, always shut the request down.
 
         ``SystemExit`` and other non-``Exception`` errors are not passed to ``handle_error``;
-        they end the thread and reach ``threading.excepthook``.
+        they end the request and reach ``threading.excepthook``.
         """
         try:
             self.finish_request(request, client_address)
@@ -107,25 +128,40 @@ class ThreadingMixIn(_ServerBase):
             self.shutdown_request(request)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """Start a thread to handle the request."""
-        if self.block_on_close:
-            vars(self).setdefault("_threads", _Threads())
-        thread = threading.Thread(
-            target=self.process_request_thread, args=(request, client_address)
-        )
-        thread.daemon = self.daemon_threads
-        self._threads.append(thread)
-        thread.start()
+        """Start a thread to handle the request (after waiting for one, at ``max_threads``)."""
+        strategy = self._request_threads()
+        while strategy.saturated:
+            self._reactor.run_once(None)  # finished threads report through the wake-up fd
+        in_hand = _RequestInHand(request, client_address)
 
-    def service_actions(self) -> None:
-        """Forget finished threads while idle too, not only when the next request starts."""
-        super().service_actions()
-        self._threads.reap()
+        def done(ok: bool, value: Any) -> None:
+            if not in_hand.started:  # the strategy refused it (closed): nobody else will
+                self.shutdown_request(request)
+
+        strategy.submit(_ProcessRequestThread(self), in_hand, Peer(0, client_address), done)
+
+    @property
+    def _threads(self) -> _ThreadsInFlight:
+        return _ThreadsInFlight(vars(self).get("_thread_strategy"))
+
+    def _request_threads(self) -> ThreadPerRequestStrategy:
+        """The server's thread strategy, made on first use with the current settings."""
+        strategy: ThreadPerRequestStrategy | None = vars(self).get("_thread_strategy")
+        if strategy is None:
+            strategy = ThreadPerRequestStrategy(self.max_threads, name="socketserver-threads")
+            strategy.attach(self._reactor)
+            self._thread_strategy = strategy
+        # The standard library reads these per request, so a change after __init__ counts.
+        strategy.daemon_threads = self.daemon_threads
+        strategy.block_on_close = self.block_on_close
+        return strategy
 
     def server_close(self) -> None:
-        """Close the server, then join the non-daemon request threads (``block_on_close``)."""
+        """Close the server; closing its reactor joins the non-daemon request threads."""
+        strategy: ThreadPerRequestStrategy | None = vars(self).get("_thread_strategy")
+        if strategy is not None:
+            strategy.block_on_close = self.block_on_close
         super().server_close()
-        self._threads.join()
 
 
 class _ChildExit:
