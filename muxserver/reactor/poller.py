@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import select
 import selectors
 from typing import Any
@@ -55,6 +56,14 @@ class Poller:
 
     def close(self) -> None:
         """Release the backend's own fd."""
+        raise NotImplementedError
+
+    def close_after_fork(self) -> None:
+        """In a forked child: close every watched fd and the backend's own, unregistering nothing.
+
+        An epoll set is shared between parent and child: unregistering here would deafen the
+        parent, while closing the child's copies of the fds leaves the parent's intact.
+        """
         raise NotImplementedError
 
     def __len__(self) -> int:
@@ -110,6 +119,13 @@ class EpollPoller(Poller):
         self._owners.clear()
         self._epoll.close()
 
+    def close_after_fork(self) -> None:
+        """Close the watched fds and the epoll fd without unregistering (see :class:`Poller`)."""
+        for fd in self._owners:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.close()
+
     def __len__(self) -> int:
         return len(self._owners)
 
@@ -162,6 +178,13 @@ class SelectorPoller(Poller):
 
     def close(self) -> None:
         """Close the selector."""
+        self._selector.close()
+
+    def close_after_fork(self) -> None:
+        """Close the watched fds and the selector without unregistering (see :class:`Poller`)."""
+        for key in list(self._selector.get_map().values()):
+            with contextlib.suppress(OSError):
+                os.close(key.fd)
         self._selector.close()
 
     def __len__(self) -> int:

@@ -1,6 +1,19 @@
 """Dispatch strategies: inline, threads and processes behind one interface."""
 
 from muxserver.reactor.dispatch.base import DispatchError, DispatchStrategy, DoneCallback
+from muxserver.reactor.dispatch.children import ParentChange, RemoteTracebackError
+from muxserver.reactor.dispatch.fork import ForkPerRequestStrategy
 from muxserver.reactor.dispatch.inline import InlineStrategy
+from muxserver.reactor.dispatch.threads import ThreadPerRequestStrategy, ThreadPoolStrategy
 
-__all__ = ["DispatchError", "DispatchStrategy", "DoneCallback", "InlineStrategy"]
+__all__ = [
+    "DispatchError",
+    "DispatchStrategy",
+    "DoneCallback",
+    "ForkPerRequestStrategy",
+    "InlineStrategy",
+    "ParentChange",
+    "RemoteTracebackError",
+    "ThreadPerRequestStrategy",
+    "ThreadPoolStrategy",
+]
