@@ -119,6 +119,9 @@ def _strategy(module: str, name: str, **options: Any) -> Callable[[], DispatchSt
 STRATEGIES = {
     "inline": InlineStrategy,
     "thread-pool": _strategy("muxserver.reactor.dispatch.threads", "ThreadPoolStrategy", workers=2),
+    "fork-per-request": _strategy(
+        "muxserver.reactor.dispatch.fork", "ForkPerRequestStrategy", max_children=2
+    ),
     "process-pool": _strategy(
         "muxserver.reactor.dispatch.processes", "ProcessPoolStrategy", workers=2
     ),
