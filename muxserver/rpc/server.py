@@ -187,7 +187,7 @@ class RPCServer:
                 raise
             raise RegistrationError(
                 f"cannot register with {where}: {exc}; is rpcbind running "
-                f"(Debian package rpcbind)? Or serve without registration"
+                f"(Debian package rpcbind)? Start it, or serve without registration"
             ) from exc
 
     def unregister(self) -> None:
