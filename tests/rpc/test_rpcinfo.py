@@ -1,5 +1,8 @@
 """Acceptance: Debian's ``rpcinfo`` (and ``rpcbind``) talk to the RPC demo on the reactor.
 
+The last test also builds a C client from ``examples/demo.x`` with ``rpcgen`` and libtirpc
+(the client shown in the README) and runs it against the demo, found through rpcbind.
+
 This ``rpcinfo`` ignores ``-n PORT`` and always asks rpcbind, so the direct tests address the
 server by its *universal address*, ``h1.h2.h3.h4.p1.p2`` (the port's high and low bytes).
 The registration test needs a portmapper on 127.0.0.1:111: it uses one that is already
@@ -30,6 +33,7 @@ from muxserver.testing.live import ReactorThread
 _SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 RPCINFO = shutil.which("rpcinfo", path=_SEARCH_PATH)
 RPCBIND = shutil.which("rpcbind", path=_SEARCH_PATH)
+DEMO_X = Path(__file__).resolve().parents[2] / "examples" / "demo.x"
 DEMO = str(DEMO_PROGRAM.number)  # rpcinfo takes the program number in decimal: 536870913
 
 pytestmark = pytest.mark.skipif(
@@ -181,3 +185,81 @@ def test_a_registered_demo_is_listed_reached_through_rpcbind_and_unlisted_on_sto
     finally:
         live.stop(grace=2.0)
     assert _listed(port) == []
+
+
+C_CLIENT = r"""
+#include <stdio.h>
+#include "demo.h"   /* rpcgen demo.x */
+
+int main(int argc, char **argv)
+{
+    char *host = argc > 1 ? argv[1] : "localhost";
+    char *transport = argc > 2 ? argv[2] : "tcp";
+    CLIENT *clnt = clnt_create(host, DEMO_PROG, DEMO_VERS, transport);  /* asks rpcbind */
+    if (clnt == NULL) {
+        clnt_pcreateerror(host);
+        return 1;
+    }
+    demo_put_args put = {"colour", {4, "blue"}};
+    demo_key key = "colour";
+    figure box = {"box", {SHAPE_RECT}, 0.0};
+    box.outline.shape_u.box.width = 3;
+    box.outline.shape_u.box.height = 4;
+    demo_optvalue *value;
+    figure *measured;
+    if (demo_put_1(&put, clnt) == NULL || (value = demo_get_1(&key, clnt)) == NULL
+        || (measured = demo_measure_1(&box, clnt)) == NULL) {
+        clnt_perror(clnt, host);
+        return 1;
+    }
+    if (*value != NULL)
+        printf("colour = %.*s\n", (int)(*value)->demo_value_len, (*value)->demo_value_val);
+    printf("%s has area %g\n", measured->name, measured->area);
+    clnt_destroy(clnt);
+    return 0;
+}
+"""
+
+_TIRPC = Path("/usr/include/tirpc/rpc/rpc.h")
+
+
+@pytest.fixture(scope="module")
+def c_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The C client above, built with rpcgen stubs for examples/demo.x and libtirpc."""
+    rpcgen, cc = shutil.which("rpcgen"), shutil.which("cc")
+    if rpcgen is None or cc is None or not _TIRPC.exists():
+        pytest.skip("building the C client needs rpcgen, a C compiler and libtirpc-dev")
+    build = tmp_path_factory.mktemp("c-client")
+    shutil.copy(DEMO_X, build / "demo.x")
+    (build / "demo_client.c").write_text(C_CLIENT)
+    subprocess.run([rpcgen, "demo.x"], cwd=build, check=True, capture_output=True, timeout=30)
+    sources = ["demo_client.c", "demo_clnt.c", "demo_xdr.c"]
+    compiled = subprocess.run(
+        [cc, "-w", f"-I{_TIRPC.parent.parent}", "-o", "demo_client", *sources, "-ltirpc"],
+        cwd=build,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert compiled.returncode == 0, compiled.stderr
+    return build / "demo_client"
+
+
+@pytest.mark.usefixtures("rpcbind")
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_an_rpcgen_c_client_calls_the_demo_through_rpcbind(c_client: Path, transport: str) -> None:
+    live = ReactorThread()
+    try:
+        start_demo(live, register=True)
+        result = subprocess.run(
+            [str(c_client), "127.0.0.1", transport],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    finally:
+        live.stop(grace=2.0)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["colour = blue", "box has area 12"]
