@@ -40,7 +40,7 @@ The rules:
    CVE-2025-43859). Empty lines (CRLF) before a request line are skipped (section 2.2).
 7. *Limits do not depend on chunking (h11#182).* Every check is a function of the bytes
    received so far, made in the same order whether they came at once or a byte at a time:
-   request line length (414) as soon as more than ``max_request_line + 2`` bytes have no LF,
+   request line length (414) as soon as more than ``max_request_line + 1`` bytes have no LF,
    then the request line (400/505) as soon as it is complete, then the field section size
    (431) as soon as more than ``max_header_size`` bytes of it have no end, then the rest.
 8. *Linear scanning.* Each search for a delimiter starts where the last one gave up (the
@@ -393,6 +393,8 @@ class HTTPHandler(Handler):
 
     def _read_head(self) -> _Result:
         buf = self._buf
+        if not buf:  # hot path: the pull that follows every request on a keep-alive connection
+            return NEED_DATA
         while buf.startswith(b"\r\n"):  # RFC 9112 section 2.2: empty lines before a request
             del buf[:2]
             self._scan = 0
