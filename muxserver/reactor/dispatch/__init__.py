@@ -4,6 +4,7 @@ from muxserver.reactor.dispatch.base import DispatchError, DispatchStrategy, Don
 from muxserver.reactor.dispatch.children import ParentChange, RemoteTracebackError
 from muxserver.reactor.dispatch.fork import ForkPerRequestStrategy
 from muxserver.reactor.dispatch.inline import InlineStrategy
+from muxserver.reactor.dispatch.prefork import ProcessPoolStrategy, WorkerState
 from muxserver.reactor.dispatch.threads import ThreadPerRequestStrategy, ThreadPoolStrategy
 
 __all__ = [
@@ -13,7 +14,9 @@ __all__ = [
     "ForkPerRequestStrategy",
     "InlineStrategy",
     "ParentChange",
+    "ProcessPoolStrategy",
     "RemoteTracebackError",
     "ThreadPerRequestStrategy",
     "ThreadPoolStrategy",
+    "WorkerState",
 ]

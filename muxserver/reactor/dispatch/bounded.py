@@ -39,7 +39,7 @@ __all__ = ["BoundedStrategy", "Job"]
 class Job:
     """One submitted request on its way through a strategy (reactor-thread bookkeeping)."""
 
-    __slots__ = ("done", "peer", "request", "service", "settled", "timer", "worker")
+    __slots__ = ("done", "peer", "request", "service", "settled", "started", "timer", "worker")
 
     def __init__(self, service: Service, request: Request, peer: Peer, done: DoneCallback) -> None:
         self.service = service
@@ -48,6 +48,8 @@ class Job:
         self.done = done
         self.settled = False
         """True once ``done`` was called; read (racily, harmlessly) by worker threads."""
+        self.started: float | None = None
+        """When the service began (reactor clock), set by whoever runs the job."""
         self.timer: Timer | None = None
         self.worker: Any = None
         """Whatever runs the job (a thread, a worker process record), for the subclass."""
@@ -73,8 +75,9 @@ class BoundedStrategy(DispatchStrategy):
 
     Args:
         capacity: jobs admitted at most before ``saturated`` is reported.
-        deadline: seconds from submission after which a request is answered with a
-            :class:`DispatchError` (``None``: no deadline).
+        deadline: seconds a service may run (counted from when it started, not from when
+            it was queued) before its request is answered with a :class:`DispatchError`
+            (``None``: no deadline).
     """
 
     def __init__(self, capacity: int, deadline: float | None) -> None:
@@ -147,8 +150,8 @@ class BoundedStrategy(DispatchStrategy):
         raise NotImplementedError
 
     def _expired(self, job: Job) -> None:
-        """The deadline of ``job`` passed and it was answered with an error. Default: nothing
-        (the work goes on and its late result is discarded)."""
+        """The running ``job`` overran its deadline and was answered with an error. Default:
+        nothing (the work goes on and its late result is discarded)."""
 
     def _complete(self, job: Job, ok: bool, value: Any) -> None:
         """The work of ``job`` finished with ``(ok, value)``: answer (if still due), release."""
@@ -174,6 +177,16 @@ class BoundedStrategy(DispatchStrategy):
                 self.failed += 1
 
     def _deadline_passed(self, job: Job) -> None:
+        # The deadline bounds the *service* time: a job still waiting for a worker has not
+        # used any of it yet. The timer was armed at submission, so look again when it could
+        # have run out -- no extra wake-up per request is needed to learn when a job started.
+        reactor = self.reactor
+        assert reactor is not None and self.deadline is not None
+        started = job.started
+        if started is None or started + self.deadline > reactor.time():
+            start = reactor.time() if started is None else started
+            job.timer = reactor.call_at(start + self.deadline, self._deadline_passed, job)
+            return
         job.timer = None
         message = f"the service did not answer within the {self.deadline}s deadline ({self.name})"
         if job.settle(False, DispatchError(message)):

@@ -88,8 +88,8 @@ class ForkPerRequestStrategy(BoundedStrategy):
     Args:
         max_children: children alive at most (socketserver's ``max_children``); requests
             beyond it wait, and the strategy reports ``saturated``.
-        deadline: seconds after submission when the child is killed and the request answered
-            with a ``DispatchError``.
+        deadline: seconds a child may run before it is killed and its request answered with
+            a ``DispatchError``.
         name: the strategy's name for routing and logs.
     """
 
@@ -141,6 +141,7 @@ class ForkPerRequestStrategy(BoundedStrategy):
         os.close(write_fd)
         child.pid = pid
         job.worker = child
+        job.started = reactor.time()
         self.forked += 1
         self._children[pid] = child
         reactor.poller.register(read_fd, READ, child)
@@ -195,13 +196,9 @@ class ForkPerRequestStrategy(BoundedStrategy):
         self._release()
 
     def _expired(self, job: Job) -> None:
-        child = job.worker
-        if child is None:
-            self._waiting.remove(job)
-            self._release()
-        else:
-            child.killed = True
-            kill(child.pid)
+        child: _Child = job.worker
+        child.killed = True
+        kill(child.pid)
 
     def stats(self) -> dict[str, int]:
         """Counters, plus children alive, requests waiting and children forked."""

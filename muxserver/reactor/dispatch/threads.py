@@ -15,10 +15,9 @@ Two shapes, for the two habits socketserver users have:
 * :class:`ThreadPerRequestStrategy` -- a new thread per request, like ``ThreadingMixIn``,
   with its ``daemon_threads`` and ``block_on_close`` switches and an optional ``max_threads``.
 
-Deadlines: a thread cannot be killed. When a request's deadline passes it is answered with a
-:class:`~muxserver.reactor.dispatch.base.DispatchError` at once; the thread runs on, still
-counts against the capacity, and its late result is discarded. A request still *queued* when
-its deadline passes is never run.
+Deadlines: a thread cannot be killed. When a service has run longer than the deadline its
+request is answered with a :class:`~muxserver.reactor.dispatch.base.DispatchError` at once;
+the thread runs on, still counts against the capacity, and its late result is discarded.
 
 Threads are started lazily, on the first request that needs one, so a process strategy
 attached to the same reactor can pre-fork its workers before any thread exists.
@@ -56,7 +55,7 @@ class ThreadPoolStrategy(BoundedStrategy):
         workers: the most threads that run services at once.
         queue_size: requests that may wait for a free thread (default ``2 * workers``); the
             strategy reports ``saturated`` at ``workers + queue_size`` requests in hand.
-        deadline: seconds after submission when a request is answered with a
+        deadline: seconds a service may run before its request is answered with a
             ``DispatchError`` (its late result is discarded; see the module docstring).
         join_timeout: how long :meth:`force_close` waits for each busy thread to finish.
         name: the strategy's name for routing and logs.
@@ -104,15 +103,13 @@ class ThreadPoolStrategy(BoundedStrategy):
         reactor = self.reactor
         assert reactor is not None
         get = self._queue.get
+        clock = reactor.time
         while True:
             job = get()
             if job is None:
                 return
-            if job.settled:
-                # Answered already (its deadline passed while it queued): do not run it.
-                outcome: tuple[bool, Any] = (False, None)
-            else:
-                outcome = _run(job)
+            job.started = clock()  # read by the deadline timer: a plain store is enough
+            outcome = _run(job)
             if not reactor.call_soon_threadsafe(self._complete, job, *outcome):
                 return  # the reactor is closed: nobody is left to answer
 
@@ -157,7 +154,7 @@ class ThreadPerRequestStrategy(BoundedStrategy):
         daemon_threads: make the threads daemons (the process may exit while they run).
         block_on_close: :meth:`force_close` joins every non-daemon thread it started, however
             long they take -- as ``ThreadingMixIn.server_close`` does.
-        deadline: seconds after submission when a request is answered with a
+        deadline: seconds a service may run before its request is answered with a
             ``DispatchError`` (the thread runs on; its result is discarded).
         name: the strategy's name for routing and logs.
     """
@@ -190,6 +187,8 @@ class ThreadPerRequestStrategy(BoundedStrategy):
             daemon=self.daemon_threads,
         )
         job.worker = thread
+        assert self.reactor is not None
+        job.started = self.reactor.time()
         self._running.add(thread)
         self.started += 1
         thread.start()
