@@ -283,9 +283,7 @@ class StreamConnection:
             handler.receive_data(b"")
         self._processing = True
         self._process()
-        self._processing = False
-        if self._out is not None:
-            self._flush()
+        self._end_processing()
         if handler.buffered:
             self._note_partial_request()
         elif self.request_started is not None:
@@ -318,9 +316,15 @@ class StreamConnection:
             receive_urgent(byte)
             self._processing = True
             self._process()
-            self._processing = False
-            if self._out is not None:
-                self._flush()
+            self._end_processing()
+
+    def _end_processing(self) -> None:
+        """After a batch of events: send what they produced in one go, or finish a close."""
+        self._processing = False
+        if self._out is not None:
+            self._flush()
+        elif self.phase is Phase.CLOSING and self._pending is None:
+            self._finish_closing()
 
     def _note_partial_request(self) -> None:
         limits = self.server.limits
@@ -599,9 +603,7 @@ class StreamConnection:
         # Events already buffered in the handler come first, then the socket again.
         self._processing = True
         self._process()
-        self._processing = False
-        if self._out is not None:
-            self._flush()
+        self._end_processing()
         if not self._paused and self.phase is Phase.OPEN and not self.input_ended:
             urgent = PRIORITY if self.server.watch_urgent else 0
             self._set_interest(self._interest | READ | urgent)
@@ -624,8 +626,19 @@ class StreamConnection:
         self.reactor.call_soon_threadsafe(self.push, message)
 
     def close(self) -> None:
-        """Close after every answer queued so far is written."""
-        if self.phase is Phase.OPEN or self.phase is Phase.DRAINING:
+        """Close once the answers to every request received so far are written.
+
+        Called by a service while it answers a request (``/quit``), the close comes after
+        that answer, and later requests already received are not processed.
+        """
+        if self.phase is not Phase.OPEN and self.phase is not Phase.DRAINING:
+            return
+        if self._processing and self._pending is None:
+            # Inside the inline answer of the current request: stop parsing now and let
+            # _end_processing() finish the close once that answer is queued.
+            self.phase = Phase.CLOSING
+            self._set_interest(self._interest & ~(READ | PRIORITY))
+        else:
             self._enqueue(_CLOSE, None)
 
     def drain(self) -> None:

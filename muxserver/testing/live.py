@@ -144,7 +144,7 @@ class ReactorThread:
 
 def connect(address: Any, timeout: float = 5.0) -> socket.socket:
     """A blocking client socket connected to ``address`` (TCP tuple or Unix path)."""
-    if isinstance(address, str):
+    if isinstance(address, (str, bytes)):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         sock.connect(address)
