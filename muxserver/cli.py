@@ -20,6 +20,7 @@ from muxserver.reactor import DatagramEndpoint, Limits, Reactor, StreamServer
 from muxserver.reactor.listen import format_address
 from muxserver.services.chat import ChatService, chat_handler
 from muxserver.services.echo import echo_datagram
+from muxserver.services.rpc_demo import start_rpc_demo
 
 __all__ = ["main", "parse_port"]
 
@@ -49,6 +50,11 @@ class _ServiceFlag:
 _SERVICES = (
     _ServiceFlag("echo", 7007, "echo over TCP and UDP"),
     _ServiceFlag("chat", 7070, "a line-based chat room (every line goes to every other member)"),
+    _ServiceFlag(
+        "rpc",
+        7111,
+        "the Sun RPC demo (program 0x20000001 version 1 of examples/demo.x) over TCP and UDP",
+    ),
 )
 
 
@@ -73,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="PORT",
             help=f"{flag.help} (default: {flag.default})",
         )
+    parser.add_argument(
+        "--rpc-register",
+        action="store_true",
+        help="register the RPC demo with the local rpcbind (127.0.0.1:111) at start-up and "
+        "unregister it on exit",
+    )
     parser.add_argument(
         "--grace",
         type=float,
@@ -106,9 +118,12 @@ def _chat(reactor: Reactor, host: str, port: int) -> list[str]:
     return [f"chat  tcp {format_address(listener.address)}"]
 
 
-_STARTERS: dict[str, Callable[[Reactor, str, int], list[str]]] = {
-    "echo": _echo,
-    "chat": _chat,
+_STARTERS: dict[str, Callable[[Reactor, argparse.Namespace, int], list[str]]] = {
+    "echo": lambda reactor, args, port: _echo(reactor, args.host, port),
+    "chat": lambda reactor, args, port: _chat(reactor, args.host, port),
+    "rpc": lambda reactor, args, port: start_rpc_demo(
+        reactor, args.host, port, register=args.rpc_register
+    ),
 }
 
 
@@ -125,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for flag in _SERVICES:
             port = getattr(args, f"{flag.name}_port")
             if port is not None:
-                lines += _STARTERS[flag.name](reactor, args.host, port)
+                lines += _STARTERS[flag.name](reactor, args, port)
         if not lines:
             parser.error("every service is off; nothing to serve")
         for line in lines:

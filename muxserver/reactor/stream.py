@@ -507,8 +507,15 @@ class StreamConnection:
                 return
         if not pending:
             self._pending = None
-        if sent_answer and self._paused & _PAUSE_HANDLER:
-            self._resume(_PAUSE_HANDLER)
+        if sent_answer:
+            # An answer can change what the handler says next (it may resume from PAUSED,
+            # or close after a "Connection: close" response), so ask it again.
+            if self._paused & _PAUSE_HANDLER:
+                self._resume(_PAUSE_HANDLER)
+            elif not self._paused and not self._processing and self.phase is not Phase.CLOSING:
+                self._processing = True
+                self._process()
+                self._end_processing()
 
     # -- writing and flow control ---------------------------------------------------------
 
