@@ -58,7 +58,7 @@ def test_server_close_joins_the_request_threads() -> None:
     srv = SlowThreaded(("127.0.0.1", 0), Slow)
     thread = serve_in_thread(srv)
     clients = connect_many(srv.server_address, 3)
-    assert wait_until(lambda: srv.most >= 1)
+    assert wait_until(lambda: srv.most == 3)  # all three accepted and running
     srv.shutdown()
     thread.join(5)
     srv.server_close()  # must wait for the three handlers
