@@ -393,6 +393,8 @@ class StreamConnection:
                 plaintext = self.layer.receive(event.buffered)
             except LayerError as exc:
                 log.info("%s: %s; dropping it", self._context(), exc)
+                if self._out is not None:
+                    self._flush()  # the plaintext reply and the layer's alert, best effort
                 self.abort()
                 return False
             if plaintext:
