@@ -51,9 +51,7 @@ def test_a_handler_routes_one_kind_of_request_to_another_strategy(cpu: str) -> N
 @pytest.mark.parametrize("name", ["fork-per-request", "process-pool"])
 @settings(max_examples=5)
 @given(delays=st.lists(st.sampled_from([0, 0.002, 0.01, 0.03]), min_size=1, max_size=8))
-def test_process_strategies_keep_order_whatever_the_delays(
-    name: str, delays: list[float]
-) -> None:
+def test_process_strategies_keep_order_whatever_the_delays(name: str, delays: list[float]) -> None:
     h = Harness(MAKERS[name]())
     client = h.client()
     client.send(*(f"sleep {d} {i}".encode() for i, d in enumerate(delays)))
@@ -68,14 +66,12 @@ def test_a_thousand_requests_leave_no_fd_thread_or_child_behind(name: str) -> No
     fds, threads = open_fds(), live_threads()
     h = Harness(MAKERS[name]())
     clients = [h.client() for _ in range(4)]
-    per_client = 100 if name == "fork-per-request" else 250  # forks cost ~1 ms each
+    per_client = 250
     for client in clients:
         client.send(*(f"echo {i}".encode() for i in range(per_client)))
     try:
         for client in clients:
-            assert h.answers(client, per_client, 30) == [
-                str(i).encode() for i in range(per_client)
-            ]
+            assert h.answers(client, per_client, 30) == [str(i).encode() for i in range(per_client)]
     finally:
         h.stop()
     assert child_pids() == []
