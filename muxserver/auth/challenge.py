@@ -293,8 +293,8 @@ class ChallengeResponseHandler(Handler):
             return self._authenticated()
         self._attempts += 1
         if self._attempts >= self.max_attempts:
-            what = "wrong response" if secret is not None else "unknown user"
-            raise self._refuse(f"{what} for user {self._user!r} after {self._attempts} attempt(s)")
+            what = "wrong response for user" if secret is not None else "unknown user"
+            raise self._refuse(f"{what} {self._user!r} after {self._attempts} attempt(s)")
         return self._challenge(b"RETRY")
 
     def _authenticated(self) -> Event:
