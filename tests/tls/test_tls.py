@@ -433,7 +433,7 @@ def _strategy(kind: str) -> Any:
             pytest.skip("muxserver/reactor/dispatch/threads.py does not exist yet")
         return ThreadPoolStrategy()
     try:
-        from muxserver.reactor.dispatch import processes  # type: ignore[attr-defined]
+        from muxserver.reactor.dispatch.fork import ForkPerRequestStrategy
     except ImportError:
-        pytest.skip("muxserver/reactor/dispatch/processes.py does not exist yet")
-    return processes.ProcessPoolStrategy()
+        pytest.skip("no process strategy yet (muxserver/reactor/dispatch/fork.py)")
+    return ForkPerRequestStrategy()
