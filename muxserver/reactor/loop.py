@@ -102,6 +102,10 @@ class Reactor:
         self._shutdown_started = 0.0
         self.shutdown_report: str | None = None
         """One line describing how the last graceful shutdown went, once it has."""
+        self.pass_observer: Callable[[float], None] | None = None
+        """Called after each pass with the seconds spent handling what the wait returned (the
+        wait itself excluded); metrics use it for the loop latency histogram. ``None`` (the
+        default) costs one attribute read and a test per pass."""
 
     # -- scheduling -----------------------------------------------------------------------
 
@@ -232,8 +236,11 @@ class Reactor:
             wait = None if due is None else max(0.0, due - self.time())
             if timeout is not None and (wait is None or wait > timeout):
                 wait = timeout
+        events = self.poller.poll(wait)
+        observer = self.pass_observer
+        started = time.perf_counter() if observer is not None else 0.0
         # hot path: one readiness dispatch per ready fd; keep allocation out of this loop
-        for owner, mask in self.poller.poll(wait):
+        for owner, mask in events:
             try:
                 if mask & READ:
                     owner.handle_read()
@@ -250,6 +257,8 @@ class Reactor:
         for _ in range(len(ready)):
             callback, args = ready.popleft()
             self._run_callback(callback, args)
+        if observer is not None:
+            observer(time.perf_counter() - started)
 
     def _run_callback(self, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
         try:

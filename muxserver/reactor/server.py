@@ -82,6 +82,13 @@ class StreamServer:
         self.connections = 0
         self.timeouts = 0
         self.refused = 0
+        self.errors = 0
+        """Service failures and protocol errors, over the server's lifetime."""
+        # Requests and bytes of connections already closed: open ones keep their own counts
+        # and metrics add the two, so the hot path counts each thing once.
+        self.requests_closed = 0
+        self.bytes_in_closed = 0
+        self.bytes_out_closed = 0
         self.shutting_down = False
         self.watch_urgent = (
             self.limits.urgent is UrgentPolicy.EVENT and reactor.poller.supports_priority
@@ -225,6 +232,9 @@ class StreamServer:
         """Bookkeeping when one of this server's connections closes."""
         was_full = self.full()
         self.connections -= 1
+        self.requests_closed += connection.requests
+        self.bytes_in_closed += connection.bytes_in
+        self.bytes_out_closed += connection.bytes_out
         if self.wants_lifecycle:
             try:
                 self.service.connection_lost(connection, connection.peer)

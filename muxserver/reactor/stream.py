@@ -449,6 +449,7 @@ class StreamConnection:
             self._process()
 
     def _write_failure(self, exc: BaseException) -> None:
+        self.server.errors += 1
         log.error("service failed on %s: %r", self._context(), exc, exc_info=exc)
         try:
             data = self.handler.encode_error(exc)
@@ -461,6 +462,7 @@ class StreamConnection:
             self.write(data)
 
     def _protocol_error(self, exc: ProtocolError) -> None:
+        self.server.errors += 1
         log.info("protocol error on %s: %s", self._context(), exc)
         if exc.reply:
             self._enqueue(_BYTES, exc.reply)
