@@ -185,6 +185,21 @@ class RunningServer:
                 fds += proc.num_fds()
         return Usage(cpu_seconds=cpu, rss_bytes=rss, fds=fds)
 
+    def accepted(self, port: int) -> int:
+        """Connections on ``port`` that the server has accepted and that are still established.
+
+        Counted from the sockets its processes hold, so connections still waiting in the
+        kernel's accept queue, and those the peer has already closed, are not included.
+        """
+        root = psutil.Process(self.pid)
+        count = 0
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                for conn in proc.net_connections(kind="tcp"):
+                    if conn.laddr and conn.laddr.port == port and conn.status == "ESTABLISHED":
+                        count += 1
+        return count
+
     def _stop(self) -> None:
         """SIGTERM the server by PID, wait, SIGKILL it and its children if needed, reap it."""
         try:
@@ -197,7 +212,7 @@ class RunningServer:
                     try:
                         self.process.wait(STOP_TIMEOUT)
                     except subprocess.TimeoutExpired:
-                        self.exit_note = f"ignored SIGTERM for {STOP_TIMEOUT:.0f}s; killed"
+                        self.exit_note = f"still running {STOP_TIMEOUT:.0f}s after SIGTERM; killed"
                         self.process.kill()
                         self.process.wait()
                 code = self.process.returncode

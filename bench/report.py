@@ -208,13 +208,25 @@ def chart(path: Path, samples: Samples, servers: list[str], meta: dict) -> None:
     for ax, (title, figures, labels) in zip(axes.flat, panels, strict=True):
         _bars(ax, samples, servers, figures, labels)
         ax.set_title(title)
-    handles, names = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="upper center", ncol=min(len(names), 6) or 1)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=_color(servers, name), label=name) for name in servers]
+    fig.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.965),
+        ncol=min(len(servers), 5) or 1,
+    )
     fig.suptitle(f"muxserver benchmark, {meta['mode']}, {meta['date']}", y=0.995)
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def _color(servers: list[str], server: str) -> str:
+    """The server's colour, the same in every panel."""
+    return f"C{servers.index(server) % 10}"
 
 
 def _bars(
@@ -237,7 +249,11 @@ def _bars(
             meds.append(med)
             lows.append(med - low)
             highs.append(high - med)
-        color = f"C{servers.index(server) % 10}"  # the same colour in every panel
-        ax.bar(xs, meds, width, yerr=[lows, highs], capsize=2, label=server, color=color)
-    ax.set_xticks(range(len(figures)), labels, rotation=20, ha="right")
+        ax.bar(xs, meds, width, yerr=[lows, highs], capsize=2, color=_color(servers, server))
+    if len(figures) == 1:  # one group: name each bar instead
+        ticks = [(i - (len(present) - 1) / 2) * width for i in range(len(present))]
+        ax.set_xticks(ticks, present, rotation=20, ha="right")
+        ax.set_xlabel(labels[0])
+    else:
+        ax.set_xticks(range(len(figures)), labels, rotation=20, ha="right")
     ax.grid(axis="y", alpha=0.3)

@@ -18,6 +18,7 @@ import os
 import platform
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -176,9 +177,7 @@ def _measures(kind: str, sizes: workloads.Sizes) -> tuple[str, Measure]:
     if kind == "http":
         return "http", lambda srv: {"http GET": workloads.http(srv, sizes.http_seconds)}
     if kind == "idle":
-        return "resp", lambda srv: {
-            "idle": workloads.idle(srv, sizes.idle_stages, sizes.latency_requests)
-        }
+        return "resp", lambda srv: {"idle": workloads.idle(srv, sizes)}
     return "resp", lambda srv: {"churn": workloads.churn(srv, sizes)}
 
 
@@ -194,7 +193,8 @@ def run_session(
             for spec in specs:
                 if protocol not in spec.protocols or (spec.name, kind) in broken:
                     continue
-                print(f"[run {run + 1}/{runs}] {kind:5} {spec.name}", flush=True)
+                print(f"[run {run + 1}/{runs}] {kind:5} {spec.name:24}", end="", flush=True)
+                started = time.monotonic()
                 try:
                     with RunningServer(spec) as server:
                         workloads.smoke_test(server)
@@ -204,8 +204,17 @@ def run_session(
                 except BenchError as exc:
                     broken.add((spec.name, kind))
                     notes.append(f"{spec.name}, {kind}: FAILED: {exc}".replace("\n", " / "))
-                    print(f"    FAILED: {exc}", file=sys.stderr, flush=True)
+                    print(f" FAILED: {exc}", flush=True)
                     continue
+                print(f" {time.monotonic() - started:5.1f}s", flush=True)
+                for stage in sizes.idle_stages:
+                    held = results.get("idle", {}).get(f"held@{stage}", stage)
+                    if held < stage:
+                        notes.append(
+                            f"{spec.name}, idle, run {run + 1}: accepted only {held:.0f} of "
+                            f"{stage} connections within {sizes.idle_accept_seconds:.0f}s; "
+                            "its figures at that stage are per accepted connection"
+                        )
                 for workload, figures in results.items():
                     for quantity, value in figures.items():
                         samples[spec.name].setdefault(f"{workload}/{quantity}", []).append(value)

@@ -48,10 +48,11 @@ class Sizes:
     churn_seconds: float
     churn_processes: int
     churn_max_per_process: int
+    idle_accept_seconds: float
 
 
-FULL = Sizes(100_000, 1_000_000, 5, (10_000, 19_000), 20_000, 5.0, 4, 200_000)
-QUICK = Sizes(30_000, 300_000, 3, (10_000, 19_000), 20_000, 3.0, 4, 100_000)
+FULL = Sizes(100_000, 1_000_000, 5, (10_000, 19_000), 20_000, 5.0, 4, 200_000, 180.0)
+QUICK = Sizes(30_000, 300_000, 3, (10_000, 19_000), 20_000, 3.0, 4, 100_000, 30.0)
 
 
 def smoke_test(server: RunningServer) -> None:
@@ -150,13 +151,16 @@ def _latency(server: RunningServer, requests: int) -> tuple[float, float]:
     return row["p50_latency_ms"] * 1000, row["p99_latency_ms"] * 1000
 
 
-def idle(server: RunningServer, stages: tuple[int, ...], latency_requests: int) -> dict:
-    """Grow a crowd of idle connections through ``stages``; RSS per connection and latency.
+def idle(server: RunningServer, sizes: Sizes) -> dict[str, float]:
+    """Grow a crowd of idle connections through ``sizes.idle_stages``; RSS/connection, latency.
 
-    For each stage N: open connections until N are held (by client processes of at most
-    :data:`IDLE_PER_CLIENT` each), wait until the server holds their fds, then record
-    ``(RSS - RSS before the crowd) / N`` and the p50/p99 PING latency of one more client.
+    For each stage N: open connections until N are established (by client processes of at most
+    :data:`IDLE_PER_CLIENT` each), wait up to ``sizes.idle_accept_seconds`` until the server
+    has accepted them, then record ``held@N`` (connections the server holds, from its sockets),
+    ``rss_per_conn@N = (RSS - RSS before the crowd) / held@N`` and the p50/p99 PING latency
+    of one more client. A server that accepts too slowly is measured with what it holds.
     """
+    stages, latency_requests = sizes.idle_stages, sizes.latency_requests
     figures: dict[str, float] = {}
     figures["p50_us@0"], figures["p99_us@0"] = _latency(server, latency_requests)
     time.sleep(0.5)
@@ -177,6 +181,8 @@ def idle(server: RunningServer, stages: tuple[int, ...], latency_requests: int) 
                         str(server.ports.resp),
                         "--count",
                         str(wanted // shares + (i < wanted % shares)),
+                        "--timeout",
+                        str(sizes.idle_accept_seconds),
                     ]
                 )
                 for i in range(shares)
@@ -184,11 +190,11 @@ def idle(server: RunningServer, stages: tuple[int, ...], latency_requests: int) 
             clients.extend(batch)
             for proc in batch:
                 held += _await_connected(proc, server)
-            _await_server_fds(server, base.fds + held)
+            accepted = _await_accepted(server, held, sizes.idle_accept_seconds)
             time.sleep(0.5)  # let lazily allocated per-connection state settle
             now = server.usage()
-            figures[f"rss_per_conn@{stage}"] = (now.rss_bytes - base.rss_bytes) / max(held, 1)
-            figures[f"held@{stage}"] = held
+            figures[f"rss_per_conn@{stage}"] = (now.rss_bytes - base.rss_bytes) / max(accepted, 1)
+            figures[f"held@{stage}"] = accepted
             figures[f"p50_us@{stage}"], figures[f"p99_us@{stage}"] = _latency(
                 server, latency_requests
             )
@@ -199,12 +205,15 @@ def idle(server: RunningServer, stages: tuple[int, ...], latency_requests: int) 
 
 
 def _await_connected(proc: subprocess.Popen[str], server: RunningServer) -> int:
-    """Wait for an idle client's ``CONNECTED ok FAILED n`` line; return ``ok``."""
+    """Wait for an idle client's ``CONNECTED ok FAILED n`` line; return ``ok``.
+
+    The client itself gives up connecting after its ``--timeout``.
+    """
     assert proc.stdout is not None
     with selectors.DefaultSelector() as selector:
         selector.register(proc.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout=180):
-            raise BenchError("an idle client did not finish connecting within 180s")
+        if not selector.select(timeout=600):
+            raise BenchError("an idle client did not finish connecting within 600s")
     line = proc.stdout.readline()
     match = re.match(r"CONNECTED (\d+) FAILED (\d+)", line)
     if not match:
@@ -212,22 +221,20 @@ def _await_connected(proc: subprocess.Popen[str], server: RunningServer) -> int:
         raise BenchError(f"idle client said {line!r} {stderr[-500:]}")
     if not server.alive():
         raise BenchError(f"{server.spec.name} died under the idle crowd:\n{server.output_tail()}")
-    ok, failed = int(match.group(1)), int(match.group(2))
-    if failed:
-        raise BenchError(f"{server.spec.name}: {failed} of {ok + failed} idle connects failed")
-    return ok
+    # Failed connects (a server too slow to accept before the client's deadline) show up
+    # as fewer connections held; the caller reports what the server actually accepted.
+    return int(match.group(1))
 
 
-def _await_server_fds(server: RunningServer, target: int, timeout: float = 60.0) -> None:
-    """Wait until the server holds ``target`` fds (it has accepted the whole crowd)."""
+def _await_accepted(server: RunningServer, wanted: int, timeout: float) -> int:
+    """Wait until the server has accepted ``wanted`` connections or ``timeout`` passes.
+
+    Returns how many it holds then (counted from its own sockets, not the clients' view).
+    """
     deadline = time.monotonic() + timeout
-    while server.usage().fds < target:
-        if time.monotonic() > deadline:
-            raise BenchError(
-                f"{server.spec.name} holds {server.usage().fds} fds, expected {target}, "
-                f"after {timeout:.0f}s: it did not accept the whole idle crowd"
-            )
-        time.sleep(0.1)
+    while (held := server.accepted(server.ports.resp)) < wanted and time.monotonic() < deadline:
+        time.sleep(0.25)
+    return held
 
 
 def churn(server: RunningServer, sizes: Sizes) -> dict[str, float]:
