@@ -20,6 +20,8 @@ from muxserver.reactor import DatagramEndpoint, Limits, Reactor, StreamServer
 from muxserver.reactor.listen import format_address
 from muxserver.services.chat import ChatService, chat_handler
 from muxserver.services.echo import echo_datagram
+from muxserver.services.http_status import start_http_status
+from muxserver.services.kv import start_kv_demo
 from muxserver.services.rpc_demo import start_rpc_demo
 
 __all__ = ["main", "parse_port"]
@@ -55,6 +57,8 @@ _SERVICES = (
         7111,
         "the Sun RPC demo (program 0x20000001 version 1 of examples/demo.x) over TCP and UDP",
     ),
+    _ServiceFlag("kv", 6380, "an in-memory key-value store speaking RESP (try redis-cli -p 6380)"),
+    _ServiceFlag("http", 8080, "GET /healthz and a status page at / (services, connections)"),
 )
 
 
@@ -124,6 +128,8 @@ _STARTERS: dict[str, Callable[[Reactor, argparse.Namespace, int], list[str]]] = 
     "rpc": lambda reactor, args, port: start_rpc_demo(
         reactor, args.host, port, register=args.rpc_register
     ),
+    "kv": lambda reactor, args, port: start_kv_demo(reactor, args.host, port),
+    "http": lambda reactor, args, port: start_http_status(reactor, args.host, port, args.banner),
 }
 
 
@@ -137,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reactor = Reactor()
     try:
         lines: list[str] = []
+        args.banner = lines  # the status page (--http-port) lists every service started
         for flag in _SERVICES:
             port = getattr(args, f"{flag.name}_port")
             if port is not None:
