@@ -74,6 +74,8 @@ class DatagramEndpoint:
         self.received = 0
         self.sent = 0
         self.dropped = 0
+        self.owns_path = True
+        """Remove a Unix socket's file on close (false: it belongs to systemd or a supervisor)."""
         self._queue: collections.deque[tuple[bytes, Any]] = collections.deque()
         self.in_flight = 0
         self._interest = READ
@@ -204,7 +206,8 @@ class DatagramEndpoint:
         self._closed = True
         self.reactor.poller.unregister(self.fd)
         self.sock.close()
-        remove_socket_file(self.address)
+        if self.owns_path:
+            remove_socket_file(self.address)
         self.reactor.remove_stoppable(self)
 
     # -- the reactor's Stoppable protocol -------------------------------------------------

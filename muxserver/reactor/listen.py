@@ -183,6 +183,7 @@ class Listener:
         "_retry",
         "address",
         "fd",
+        "owns_path",
         "paused",
         "server",
         "sock",
@@ -195,6 +196,9 @@ class Listener:
         self.fd = sock.fileno()
         self.address = sock.getsockname()
         self.paused = False
+        self.owns_path = True
+        """Remove a Unix socket's file on close; false for a socket someone else bound and
+        still shares (systemd, a supervisor's workers)."""
         self._reserve: int | None = _open_reserve()
         self._backoff = _BACKOFF_MIN
         self._retry: Timer | None = None
@@ -288,7 +292,8 @@ class Listener:
         if self.sock.fileno() != -1:
             self.server.reactor.poller.unregister(self.fd)
             self.sock.close()
-            remove_socket_file(self.address)
+            if self.owns_path:
+                remove_socket_file(self.address)
         if self._reserve is not None:
             os.close(self._reserve)
             self._reserve = None
