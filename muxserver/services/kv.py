@@ -389,8 +389,10 @@ def quit_(db: KeySpace, args: list[bytes], peer: Peer) -> RespValue:
 def select(db: KeySpace, args: list[bytes], peer: Peer) -> RespValue:
     """SELECT index: only database 0 exists."""
     index = _parse_int(args[1])
-    if index is None or not -(2**31) <= index < 2**31:
+    if index is None:
         return _NOT_INT
+    if not -(2**31) <= index < 2**31:
+        return RespError("ERR value is out of range, value must between -2147483648 and 2147483647")
     return OK if index == 0 else RespError("ERR DB index is out of range")
 
 
