@@ -128,6 +128,8 @@ class Metrics:
         self.servers: list[StreamServer] = []
         self.endpoints: list[DatagramEndpoint] = []
         self.loop_latency: Histogram | None = None
+        self.banner: list[str] = []
+        """Lines describing what the process serves beyond the registered servers."""
         self.started = time.time()
         """Wall-clock start time (seconds since the epoch)."""
 
