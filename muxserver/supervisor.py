@@ -194,6 +194,10 @@ class Supervisor:
             status = 1
             try:
                 os.close(read_fd)
+                # A process group of its own: a terminal's Ctrl-C or a group-wide SIGTERM
+                # reaches the supervisor only, which relays it once (a second SIGTERM would
+                # make the worker close at once instead of draining).
+                os.setpgid(0, 0)
                 self.reactor.close_after_fork()
                 status = self.work(WorkerLink(index, generation, write_fd))
             except BaseException:
