@@ -4,7 +4,10 @@ Requires hypothesis, a dev dependency of muxserver (``pip install muxserver[dev]
 of muxserver needs only the standard library.
 
 * :mod:`~muxserver.testing.strategies` -- hypothesis strategies: :func:`chunkings`,
-  :func:`split`, :func:`mutations` (and, per built-in protocol, message streams).
+  :func:`split`, :func:`mutations`.
+* :mod:`~muxserver.testing.protocols` -- per built-in protocol (lines, RESP, HTTP), streams of
+  valid messages with the events they must give, and damaged ones: ``line_streams``,
+  ``resp_messages``, ``http_mutated``, ...
 * :mod:`~muxserver.testing.harness` -- :class:`HandlerHarness`, a reactor and connection in
   memory: feed bytes, pull events, answer requests, read the output.
 * :mod:`~muxserver.testing.properties` -- the oracles: :func:`assert_chunking_invariant`,
@@ -24,6 +27,19 @@ from muxserver.testing.properties import (
     drive,
     normalise,
 )
+from muxserver.testing.protocols import (
+    http_messages,
+    http_mutated,
+    http_requests,
+    http_streams,
+    line_messages,
+    line_mutated,
+    line_streams,
+    resp_commands,
+    resp_messages,
+    resp_mutated,
+    resp_streams,
+)
 from muxserver.testing.stateful import HandlerStateMachine
 from muxserver.testing.strategies import chunkings, mutations, split
 
@@ -39,7 +55,18 @@ __all__ = [
     "chunkings",
     "default_key",
     "drive",
+    "http_messages",
+    "http_mutated",
+    "http_requests",
+    "http_streams",
+    "line_messages",
+    "line_mutated",
+    "line_streams",
     "mutations",
     "normalise",
+    "resp_commands",
+    "resp_messages",
+    "resp_mutated",
+    "resp_streams",
     "split",
 ]

@@ -66,8 +66,5 @@ def mutations(draw: st.DrawFn, data: bytes, *, max_edits: int = 4) -> bytes:
     return bytes(mutated)
 
 
-# --- message streams for the built-in protocols ------------------------------------------
-# Each built-in protocol adds a pair here, named for the protocol:
-#   <protocol>_messages() -> SearchStrategy[bytes]   one or more valid messages, concatenated
-#   <protocol>_mutated()  -> SearchStrategy[bytes]   the same, damaged (usually via mutations)
-# and lists both in __all__ above and in muxserver/testing/__init__.py.
+# Message streams for the built-in protocols (lines, RESP, HTTP) live in
+# muxserver.testing.protocols, which builds on these helpers.

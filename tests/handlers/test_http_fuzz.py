@@ -26,115 +26,8 @@ from muxserver.handlers.http import (
     HTTPState,
 )
 from muxserver.testing.properties import assert_chunking_invariant, check_only_protocol_errors
+from muxserver.testing.protocols import http_requests, http_streams
 from muxserver.testing.strategies import chunkings, mutations, split
-
-# --- request generators ----------------------------------------------------------------------
-
-TCHAR = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-RESERVED = {
-    b"host",
-    b"content-length",
-    b"transfer-encoding",
-    b"connection",
-    b"expect",
-    b"upgrade",
-    b"te",
-    b"trailer",
-}
-tokens = st.text(TCHAR, min_size=1, max_size=8).map(str.encode)
-names = tokens.filter(lambda n: n.lower() not in RESERVED)
-VALUE_BYTES = [9, *range(0x20, 0x7F), *range(0x80, 0x100)]
-values = st.lists(st.sampled_from(VALUE_BYTES), max_size=12).map(bytes)
-targets = st.lists(st.integers(0x21, 0x7E), min_size=1, max_size=12).map(bytes)
-methods = st.sampled_from(
-    [b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS"]
-) | tokens.filter(lambda m: m != b"CONNECT")
-ows = st.sampled_from([b"", b" ", b"\t", b"  "])
-
-
-@st.composite
-def field_lines(draw: st.DrawFn, fields: list[tuple[bytes, bytes]]) -> bytes:
-    """Field lines for ``fields``, with random name case and whitespace around each value."""
-    out = []
-    for name, value in fields:
-        cased = bytes(c ^ 0x20 if draw(st.booleans()) and chr(c).isalpha() else c for c in name)
-        out.append(cased + b":" + draw(ows) + value + draw(ows) + b"\r\n")
-    return b"".join(out)
-
-
-@st.composite
-def http_requests(
-    draw: st.DrawFn, *, closing: bool = False, version: bytes | None = None
-) -> tuple[bytes, HTTPRequest]:
-    """One valid request and the HTTPRequest it must give; ``closing`` ends the connection."""
-    method, target = draw(methods), draw(targets)
-    version = version or draw(st.sampled_from([b"1.1", b"1.0"]))
-    fields = [
-        (n.lower(), v.strip(b" \t"))
-        for n, v in draw(st.lists(st.tuples(names, values), max_size=4))
-    ]
-    if version == b"1.1":
-        fields.insert(draw(st.integers(0, len(fields))), (b"host", b"example.org"))
-        if closing:
-            fields.append((b"connection", b"close"))
-    elif not closing:
-        fields.append((b"connection", b"keep-alive"))
-    framing = draw(st.sampled_from(["none", "length", "chunked"][: 3 if version == b"1.1" else 2]))
-    body = draw(st.binary(max_size=24)) if framing != "none" else b""
-    trailers: list[tuple[bytes, bytes]] = []
-    encoded = body
-    if framing == "length":
-        fields.append((b"content-length", b"%d" % len(body)))
-    elif framing == "chunked":
-        fields.append((b"transfer-encoding", b"chunked"))
-        cuts = sorted(draw(st.lists(st.integers(0, len(body)), max_size=3)))
-        pieces = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
-        parts = []
-        for piece in pieces:
-            if piece:
-                size = b"%x" % len(piece) if draw(st.booleans()) else b"%04X" % len(piece)
-                ext = draw(st.sampled_from([b"", b";a", b";a=b", b';q="x y"']))
-                parts.append(size + ext + b"\r\n" + piece + b"\r\n")
-        trailers = [
-            (n.lower(), v.strip(b" \t"))
-            for n, v in draw(st.lists(st.tuples(names, values), max_size=2))
-        ]
-        encoded = b"".join(parts) + b"0\r\n" + draw(field_lines(trailers)) + b"\r\n"
-    expect = version == b"1.1" and bool(body or framing == "chunked") and draw(st.booleans())
-    if expect:
-        fields.append((b"expect", b"100-continue"))
-    head = method + b" " + target + b" HTTP/" + version + b"\r\n" + draw(field_lines(fields))
-    request = HTTPRequest(method, target, version, fields, body, not closing, trailers)
-    return head + b"\r\n" + encoded, request
-
-
-@st.composite
-def request_streams(draw: st.DrawFn, blank_lines: bool = True) -> tuple[bytes, list[Any]]:
-    """Pipelined valid requests, maybe ending with one that closes; and the expected events.
-
-    With ``blank_lines`` some requests are preceded by an empty line (which h11 rejects).
-    """
-    items = draw(st.lists(http_requests(), min_size=1, max_size=3))
-    if draw(st.booleans()):
-        items.append(draw(http_requests(closing=True)))
-    else:
-        items = [
-            draw(http_requests(closing=False, version=b"1.1")) if not r.keep_alive else (d, r)
-            for d, r in items
-        ]
-    data = b""
-    expected: list[Any] = []
-    for raw, request in items:
-        if blank_lines and draw(st.integers(0, 3)) == 0:
-            data += b"\r\n"
-        data += raw
-        if request.header(b"expect") is not None:
-            expected.append(Send(CONTINUE))
-        expected.append(request)
-        if not request.keep_alive:
-            expected.append(Close())
-            break
-    return data, expected
 
 
 def small_limits() -> HTTPHandler:
@@ -171,7 +64,7 @@ def answer(request: Any, peer: Any) -> Any:
 
 @given(st.data())
 def test_valid_requests_give_the_expected_events_under_any_chunking(data: st.DataObject) -> None:
-    raw, expected = data.draw(request_streams())
+    raw, expected = data.draw(http_streams())
     chunks = data.draw(chunkings(raw))
     handler = HTTPHandler()
     got: list[Any] = []
@@ -191,7 +84,7 @@ def test_valid_requests_give_the_expected_events_under_any_chunking(data: st.Dat
 def test_events_and_errors_do_not_depend_on_chunking_even_at_the_limits(
     data: st.DataObject,
 ) -> None:
-    raw, _ = data.draw(request_streams())
+    raw, _ = data.draw(http_streams())
     damaged = data.draw(st.one_of(st.just(raw), mutations(raw), noise))
     assert_chunking_invariant(small_limits, damaged, data.draw(chunkings(damaged)), service=answer)
     assert_chunking_invariant(small_limits, damaged, data.draw(chunkings(damaged)))
@@ -211,7 +104,7 @@ def bound(handler: HTTPHandler) -> int:
 def test_damaged_input_raises_only_protocol_errors_and_memory_stays_bounded(
     data: st.DataObject,
 ) -> None:
-    raw, _ = data.draw(request_streams())
+    raw, _ = data.draw(http_streams())
     damaged = data.draw(st.one_of(mutations(raw, max_edits=8), noise, st.binary(max_size=200)))
     chunks = data.draw(chunkings(damaged))
     for factory in (HTTPHandler, small_limits):
@@ -302,7 +195,7 @@ def our_reads(data: bytes) -> tuple[list[Parsed], bool]:
     return out, False
 
 
-@given(request_streams(blank_lines=False))
+@given(http_streams(blank_lines=False))
 def test_valid_requests_parse_as_h11_parses_them(stream: tuple[bytes, list[Any]]) -> None:
     raw, _ = stream
     ours, our_error = our_reads(raw)
@@ -319,7 +212,7 @@ def accepted_by_design(data: bytes) -> bool:
 
 @given(st.data())
 def test_damaged_requests_are_rejected_whenever_h11_rejects_them(data: st.DataObject) -> None:
-    raw, _ = data.draw(request_streams(blank_lines=False))
+    raw, _ = data.draw(http_streams(blank_lines=False))
     damaged = data.draw(mutations(raw))
     ours, our_error = our_reads(damaged)
     theirs, their_error = h11_reads(damaged)
