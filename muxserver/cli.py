@@ -300,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (launch.UsageError, ValueError, OSError, ssl.SSLError) as exc:
         for item in bound:
             item.close()
-        print(f"muxserver: error: {exc}", file=sys.stderr)
+        print(f"muxserver: error: {launch.describe_error(exc)}", file=sys.stderr)
         return 2
     try:
         return launch.run(args, options, bound)

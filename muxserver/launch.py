@@ -33,7 +33,15 @@ from muxserver.serving import (
 )
 from muxserver.systemd import Notifier, listen_fds
 
-__all__ = ["DemoFlag", "UsageError", "bind", "plan", "run", "tls_context"]
+__all__ = [
+    "DemoFlag",
+    "UsageError",
+    "bind",
+    "describe_error",
+    "plan",
+    "run",
+    "tls_context",
+]
 
 log = logging.getLogger("muxserver")
 
@@ -86,6 +94,8 @@ def plan(args: argparse.Namespace, flags: tuple[DemoFlag, ...]) -> tuple[Wanted,
             if service not in services:
                 services[service] = load_application(service)
             wanted += [(service, address(text), True) for text in args.bind]
+            if args.udp and service in BUILTINS and service != "echo":
+                raise UsageError(f"the {service} service does not take datagrams (--udp)")
             wanted += [(service, address(text), False) for text in args.udp]
     elif args.bind or args.udp:
         raise UsageError("--bind and --udp need a SERVICE (e.g. muxserver echo --bind :9000)")
@@ -150,12 +160,17 @@ def tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
         )
     from muxserver.tls import server_context
 
-    return server_context(
-        args.tls_cert,
-        args.tls_key,
-        client_ca=args.tls_client_ca,
-        require_client_cert=args.tls_require_client_cert,
-    )
+    try:
+        return server_context(
+            args.tls_cert,
+            args.tls_key,
+            client_ca=args.tls_client_ca,
+            require_client_cert=args.tls_require_client_cert,
+        )
+    except OSError as exc:  # ssl.SSLError included
+        files = ", ".join(f for f in (args.tls_cert, args.tls_key, args.tls_client_ca) if f)
+        reason = exc.strerror or str(exc)
+        raise ValueError(f"cannot load the TLS files ({files}): {reason}") from None
 
 
 def run(args: argparse.Namespace, options: ProcessOptions, bound: list[BoundSocket]) -> int:
@@ -184,7 +199,7 @@ def _single(args: argparse.Namespace, options: ProcessOptions, bound: list[Bound
             options, bound, notifier=notifier, on_ready=lambda lines: _banner(args, bound, lines)
         )
     except (ValueError, OSError) as exc:  # a factory or the RPC demo failed at start-up
-        print(f"muxserver: error: {exc}", file=sys.stderr)
+        print(f"muxserver: error: {describe_error(exc)}", file=sys.stderr)
         return 2
     finally:
         notifier.close()
@@ -227,3 +242,10 @@ def _supervise(args: argparse.Namespace, options: ProcessOptions, bound: list[Bo
     extra = f" ({report.restarts} restarts, {report.reloads} reloads)"
     print(total.line() + extra, flush=True)
     return 0
+
+
+def describe_error(exc: BaseException) -> str:
+    """An error as one line for people: no ``[Errno N]`` prefix, the file name if known."""
+    if isinstance(exc, OSError) and exc.strerror and not isinstance(exc, ssl.SSLError):
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc).replace("\n", " ")
