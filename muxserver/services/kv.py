@@ -15,10 +15,9 @@ Redis 7.0 words them, never exceptions.
 
 Time. The service reads an injectable clock (seconds; the reactor's monotonic clock in the
 demo), handlers never do. Deadlines are integer milliseconds on that clock, as in Redis; a key
-is expired once ``now > deadline``. Expiry is lazy -- every access to a key checks it -- plus a
-periodic sweep (:meth:`KVService.start_expiry`) that pops due deadlines from a heap, at most
-``sweep_limit`` per run, so one sweep never stalls the reactor. The heap is compacted when
-stale entries (overwritten or removed deadlines) outnumber the live ones.
+is expired once ``now > deadline``. Expiry (in :mod:`~muxserver.services.keyspace`) is lazy,
+plus a periodic sweep (:meth:`KVService.start_expiry`) that looks at ``sweep_limit`` due
+deadlines at most per run, so one sweep never stalls the reactor.
 
 Deliberate differences from Redis 7.0 (see the README): strings only; one database
 (``SELECT 0`` only); RESP2 only (``HELLO 3`` is refused with ``NOPROTO``); ``COMMAND`` and
@@ -30,7 +29,6 @@ byte as Redis cuts it, and non-UTF-8 bytes in it are replaced.
 from __future__ import annotations
 
 import fnmatch
-import heapq
 import time
 from collections.abc import Callable
 from typing import Any, Final, NamedTuple, TypeAlias
@@ -43,8 +41,9 @@ from muxserver.reactor.loop import Reactor
 from muxserver.reactor.server import StreamServer
 from muxserver.reactor.timers import Timer
 from muxserver.service import Peer, Service
+from muxserver.services.keyspace import KeySpace
 
-__all__ = ["COMMANDS", "CommandSpec", "KVService", "KeySpace", "start_kv_demo"]
+__all__ = ["COMMANDS", "CommandSpec", "KVService", "start_kv_demo"]
 
 LLONG_MAX: Final = 2**63 - 1
 LLONG_MIN: Final = -(2**63)
@@ -73,91 +72,6 @@ def _c_text(arg: bytes, limit: int = 128) -> bytes:
 
 def _error(text: bytes) -> RespError:
     return RespError(text.decode("utf-8", "replace"))
-
-
-class KeySpace:
-    """The data: string keys to string values, with optional deadlines (ms on ``clock``).
-
-    Every read goes through :meth:`get` (or :meth:`deadline`), which removes a key whose
-    deadline has passed: expiry is lazy, and :meth:`sweep` does the rest in bounded steps.
-    """
-
-    __slots__ = ("_clock", "_heap", "data", "expires")
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self.data: dict[bytes, bytes] = {}
-        """Every key and its value (including expired keys not yet removed)."""
-        self.expires: dict[bytes, int] = {}
-        """Deadlines (ms on the clock) of the keys that have one."""
-        self._heap: list[tuple[int, bytes]] = []
-
-    def now_ms(self) -> int:
-        """The clock, in whole milliseconds."""
-        return int(self._clock() * 1000)
-
-    def get(self, key: bytes) -> bytes | None:
-        """The value of ``key``, or ``None`` if it is absent or has just expired."""
-        # hot path: one dict lookup when no key has a deadline
-        value = self.data.get(key)
-        if value is not None and self.expires:
-            when = self.expires.get(key)
-            if when is not None and self.now_ms() > when:
-                del self.data[key], self.expires[key]
-                return None
-        return value
-
-    def set(self, key: bytes, value: bytes, keep_ttl: bool = False) -> None:
-        """Store ``value``; its deadline goes unless ``keep_ttl``."""
-        self.data[key] = value
-        if not keep_ttl and self.expires:
-            self.expires.pop(key, None)
-
-    def delete(self, key: bytes) -> bool:
-        """Remove ``key``; whether a live key was removed."""
-        if self.get(key) is None:
-            return False
-        del self.data[key]
-        self.expires.pop(key, None)
-        return True
-
-    def deadline(self, key: bytes) -> int | None:
-        """The deadline of a live ``key`` (ms on the clock), or ``None`` for none."""
-        return self.expires.get(key) if self.get(key) is not None else None
-
-    def set_deadline(self, key: bytes, when: int) -> None:
-        """Make the existing ``key`` expire at ``when`` (ms on the clock)."""
-        self.expires[key] = when
-        heapq.heappush(self._heap, (when, key))
-        if len(self._heap) > 2 * len(self.expires) + 1024:
-            # Stale entries (overwritten or removed deadlines) dominate: rebuild, amortised O(1).
-            self._heap = [(when, key) for key, when in self.expires.items()]
-            heapq.heapify(self._heap)
-
-    def persist(self, key: bytes) -> bool:
-        """Remove the deadline of a live ``key``; whether it had one."""
-        return self.get(key) is not None and self.expires.pop(key, None) is not None
-
-    def flush(self) -> None:
-        """Remove every key."""
-        self.data.clear()
-        self.expires.clear()
-        self._heap.clear()
-
-    def sweep(self, limit: int) -> bool:
-        """Remove expired keys, looking at ``limit`` deadlines at most; whether more are due."""
-        now = self.now_ms()
-        heap, expires, data = self._heap, self.expires, self.data
-        for _ in range(limit):
-            if not heap or heap[0][0] >= now:
-                return False
-            when, key = heapq.heappop(heap)
-            if expires.get(key) == when:
-                del data[key], expires[key]
-        return bool(heap) and heap[0][0] < now
-
-    def __len__(self) -> int:
-        return len(self.data)
 
 
 CommandFunction: TypeAlias = Callable[[KeySpace, list[bytes], Peer], RespValue]
@@ -424,22 +338,9 @@ def hello(db: KeySpace, args: list[bytes], peer: Peer) -> RespValue:
             at += 2
         else:
             return _error(b"ERR Syntax error in HELLO option '" + _c_text(args[at]) + b"'")
-    return [
-        "server",
-        "muxserver",
-        "version",
-        __version__,
-        "proto",
-        2,
-        "id",
-        peer.connection_id,
-        "mode",
-        "standalone",
-        "role",
-        "master",
-        "modules",
-        [],
-    ]
+    fields: dict[str, RespValue] = {"server": "muxserver", "version": __version__, "proto": 2}
+    fields |= {"id": peer.connection_id, "mode": "standalone", "role": "master", "modules": []}
+    return [item for pair in fields.items() for item in pair]
 
 
 def _set_name(peer: Peer, name: bytes) -> RespValue:
