@@ -328,7 +328,7 @@ def run_process(
         if worker:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
-            reactor.stop_on_signals((signal.SIGTERM,), grace=options.grace)
+            reactor.add_signal_handler(signal.SIGTERM, _WorkerStop(reactor, metrics, options.grace))
             _watch_parent(reactor, options.grace)
         else:
             reactor.stop_on_signals(grace=options.grace)
@@ -349,6 +349,36 @@ def run_process(
         return summary
     finally:
         reactor.close()
+
+
+class _WorkerStop:
+    """A worker's SIGTERM: stop accepting, let just-accepted clients speak, then drain.
+
+    The listening sockets are shared: once this worker stops accepting, the others (or the
+    kernel's queue) take new clients. A client this worker accepted an instant before the
+    signal may not have sent its request yet, and draining closes a connection with nothing
+    received -- so the drain starts ``settle`` seconds after accepting stopped. A second
+    SIGTERM closes everything at once.
+    """
+
+    def __init__(self, reactor: Reactor, metrics: Metrics, grace: float) -> None:
+        self.reactor = reactor
+        self.metrics = metrics
+        self.grace = grace
+        self.settle = min(0.5, grace / 4)
+        self.signalled = False
+
+    def __call__(self, signum: int) -> None:
+        reactor = self.reactor
+        if self.signalled:
+            log.warning("worker %d: second SIGTERM: closing every connection now", os.getpid())
+            reactor.shutdown_report = "closed at once on a second SIGTERM"
+            reactor.stop()
+            return
+        self.signalled = True
+        for server in self.metrics.servers:
+            server.close_listeners()
+        reactor.call_later(self.settle, reactor.shutdown, self.grace - self.settle)
 
 
 def _watch_parent(reactor: Reactor, grace: float) -> None:

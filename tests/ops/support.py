@@ -90,6 +90,8 @@ def http_get(address: tuple[str, int], path: str, timeout: float = 5.0) -> tuple
         while chunk := sock.recv(65536):
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
+    if not head:
+        raise ConnectionResetError("closed without an answer")
     return int(head.split()[1]), body
 
 
