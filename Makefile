@@ -30,5 +30,12 @@ lint: $(STAMP)
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/handlers
 
+# Benchmarks against asyncio, uvloop, Twisted, gevent, socketserver, redis and nginx
+# (BENCH_ARGS=--quick for one short run), then the dispatch strategies against inline.
+bench: $(STAMP)
+	bash bench/install.sh
+	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/dispatch_bench.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .hypothesis
