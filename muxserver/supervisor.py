@@ -171,6 +171,8 @@ class Supervisor:
             self.generation = 1
             for index in range(self.workers):
                 self._spawn(index)
+            if self.notifier is not None:
+                self.notifier.keep_alive(reactor)
             reactor.run()
         finally:
             self._kill_all()
