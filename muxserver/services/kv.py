@@ -35,15 +35,13 @@ from typing import Any, Final, NamedTuple, TypeAlias
 
 from muxserver import __version__
 from muxserver.handlers.base import Request
-from muxserver.handlers.resp import OK, Command, RespError, RespHandler, RespValue, SimpleString
-from muxserver.reactor.listen import format_address
+from muxserver.handlers.resp import OK, Command, RespError, RespValue, SimpleString
 from muxserver.reactor.loop import Reactor
-from muxserver.reactor.server import StreamServer
 from muxserver.reactor.timers import Timer
 from muxserver.service import Peer, Service
 from muxserver.services.keyspace import KeySpace
 
-__all__ = ["COMMANDS", "CommandSpec", "KVService", "start_kv_demo"]
+__all__ = ["COMMANDS", "CommandSpec", "KVService"]
 
 LLONG_MAX: Final = 2**63 - 1
 LLONG_MIN: Final = -(2**63)
@@ -542,16 +540,3 @@ class KVService(Service):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-
-
-def start_kv_demo(reactor: Reactor, host: str, port: int) -> list[str]:
-    """Serve a fresh :class:`KVService` on ``host``:``port``; return the banner line.
-
-    Raises:
-        OSError: the port cannot be bound.
-    """
-    service = KVService(reactor.time)
-    server = StreamServer(reactor, RespHandler, service, name="kv")
-    listener = server.listen_tcp(host, port)
-    service.start_expiry(reactor)
-    return [f"kv    tcp {format_address(listener.address)}"]
