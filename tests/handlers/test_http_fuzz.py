@@ -308,6 +308,7 @@ class KeepAliveConnection(RuleBasedStateMachine):
         self.ending = False  # a Close is due
         self.ended = False  # Close or EndOfInput returned
         self.dropping = False
+        self.eof_fed = False  # end of input may come once (a paused handler has not ended yet)
         self.previous = self.handler.state
 
     def pull(self) -> None:
@@ -337,7 +338,7 @@ class KeepAliveConnection(RuleBasedStateMachine):
         assert state in reachable(self.previous)
         self.previous = state
 
-    @precondition(lambda self: not self.ending and not self.ended)
+    @precondition(lambda self: not self.ending and not self.ended and not self.eof_fed)
     @rule(request=http_requests(version=b"1.1"), cuts=st.lists(st.integers(0, 200), max_size=3))
     def feed_request(self, request: tuple[bytes, HTTPRequest], cuts: list[int]) -> None:
         raw, expected = request
@@ -349,7 +350,7 @@ class KeepAliveConnection(RuleBasedStateMachine):
                 self.handler.receive_data(chunk)
             self.pull()
 
-    @precondition(lambda self: not self.ending and not self.ended)
+    @precondition(lambda self: not self.ending and not self.ended and not self.eof_fed)
     @rule(request=http_requests(closing=True))
     def feed_closing_request(self, request: tuple[bytes, HTTPRequest]) -> None:
         self.fed.append(request[1])
@@ -388,9 +389,10 @@ class KeepAliveConnection(RuleBasedStateMachine):
                 self.ending = self.ending or not self.ended
         self.pull()
 
-    @precondition(lambda self: not self.ended and not self.fed)
+    @precondition(lambda self: not self.ended and not self.fed and not self.eof_fed)
     @rule()
     def end_of_input(self) -> None:
+        self.eof_fed = True
         self.handler.receive_data(b"")
         self.pull()
         assert self.ended or self.handler.pending == self.handler.max_pending
