@@ -120,3 +120,21 @@ def test_sigterm_drains_every_worker_and_answers_requests_in_progress():
     assert "1 requests, 0 errors" in out
     for pid in workers:
         assert not os.path.exists(f"/proc/{pid}")
+
+
+@pytest.mark.timeout(40)
+def test_a_unix_socket_survives_a_reload_and_is_removed_at_exit(tmp_path):
+    path = str(tmp_path / "http.sock")
+    with running("http", "--bind", f"unix:{path}", "--workers", "2") as server:
+        first = wait_for(lambda: len(children_of(server.pid)) == 2 and children_of(server.pid))
+        os.kill(server.pid, signal.SIGHUP)
+        wait_for(lambda: not set(children_of(server.pid)) & set(first) and children_of(server.pid))
+        time.sleep(0.7)  # the old workers have drained and closed their copies
+        assert os.path.exists(path)
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            sock.connect(path)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert sock.recv(1000).endswith(b"ok\n")
+        server.stop()
+    assert not os.path.exists(path)
