@@ -91,5 +91,9 @@ class Limits:
                 f"Limits.max_output ({self.max_output}) must be at least high_water "
                 f"({self.high_water})"
             )
+        if self.read_size > self.max_input:
+            raise ValueError(
+                f"Limits.read_size ({self.read_size}) must not exceed max_input ({self.max_input})"
+            )
         if self.linger < 0:
             raise ValueError(f"Limits.linger must be >= 0, not {self.linger!r}")

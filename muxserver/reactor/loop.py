@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from muxserver.reactor.poller import READ, Poller, best_poller
+from muxserver.reactor.poller import HANGUP, PRIORITY, READ, WRITE, Poller, best_poller
 from muxserver.reactor.table import ConnectionTable
 from muxserver.reactor.timers import Timer, TimerHeap
 from muxserver.reactor.wakeup import Waker
@@ -39,6 +39,11 @@ from muxserver.reactor.wakeup import Waker
 __all__ = ["Reactor", "ReactorClosedError", "ReactorState", "Stoppable"]
 
 log = logging.getLogger("muxserver.reactor")
+
+# An error or hang-up is dispatched as both readable and writable: the owner's next read or
+# write discovers what happened.
+_READABLE = READ | HANGUP
+_WRITABLE = WRITE | HANGUP
 
 
 class ReactorState(enum.Enum):
@@ -85,6 +90,8 @@ class Reactor:
         self.time = clock
         self.table = ConnectionTable()
         self.state = ReactorState.IDLE
+        self.now = clock()
+        """The clock's reading when the current pass's wait ended (cheaper than calling it)."""
         self._timers = TimerHeap()
         self._ready: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = (
             collections.deque()
@@ -237,21 +244,26 @@ class Reactor:
             if timeout is not None and (wait is None or wait > timeout):
                 wait = timeout
         events = self.poller.poll(wait)
+        self.now = self.time()
         observer = self.pass_observer
         started = time.perf_counter() if observer is not None else 0.0
         # hot path: one readiness dispatch per ready fd; keep allocation out of this loop
-        for owner, mask in events:
+        owners = self.poller.owners
+        for fd, mask in events:
+            owner = owners.get(fd)
+            if owner is None:
+                continue  # closed earlier in this pass
             try:
-                if mask & READ:
+                if mask & _READABLE:
                     owner.handle_read()
-                if mask & 0x004:
+                if mask & _WRITABLE:
                     owner.handle_write()
-                if mask & 0x002:
+                if mask & PRIORITY:
                     owner.handle_priority()
             except Exception:
                 log.exception("unhandled error in %r; the reactor goes on", owner)
         if self._timers:
-            for timer in self._timers.pop_due(self.time()):
+            for timer in self._timers.pop_due(self.now):
                 self._run_callback(timer.callback, timer.args)
         ready = self._ready
         for _ in range(len(ready)):

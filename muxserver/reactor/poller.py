@@ -7,8 +7,10 @@ can watch for TCP urgent data (``EPOLLPRI``), which the ``selectors`` module can
 the test matrix on Linux); it reports urgent data as ordinary readability.
 
 Interest masks use the constants below. Each fd is registered once with the object that owns
-it; the poller returns ``(owner, mask)`` pairs and never calls back. Owners must be
-unregistered before their fd is closed.
+it (kept in ``poller.owners``); ``poll()`` returns ``(fd, mask)`` pairs -- epoll's own list,
+untouched, on Linux -- and never calls back. A ready mask may also carry ``HANGUP`` (error or
+hang-up), which owners discover by reading or writing. Owners must be unregistered before
+their fd is closed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,16 @@ import select
 import selectors
 from typing import Any
 
-__all__ = ["PRIORITY", "READ", "WRITE", "EpollPoller", "Poller", "SelectorPoller", "best_poller"]
+__all__ = [
+    "HANGUP",
+    "PRIORITY",
+    "READ",
+    "WRITE",
+    "EpollPoller",
+    "Poller",
+    "SelectorPoller",
+    "best_poller",
+]
 
 READ = 0x001
 """Interest in (and readiness for) reading; also reported for hang-ups and errors."""
@@ -28,6 +39,9 @@ PRIORITY = 0x002
 """Interest in TCP urgent data (EpollPoller only)."""
 WRITE = 0x004
 """Interest in (and readiness for) writing."""
+
+HANGUP = 0x018
+"""EPOLLERR | EPOLLHUP: reported whatever the interest; treat as readable and writable."""
 
 _MAX_TIMEOUT = 24 * 3600.0  # epoll takes int milliseconds; far futures must not overflow
 
@@ -37,6 +51,9 @@ class Poller:
 
     supports_priority = False
     """Whether PRIORITY interest is reported separately from READ."""
+
+    owners: dict[int, Any]
+    """The owner registered for each watched fd."""
 
     def register(self, fd: int, mask: int, owner: Any) -> None:
         """Start watching ``fd`` for ``mask`` on behalf of ``owner``."""
@@ -50,8 +67,8 @@ class Poller:
         """Stop watching ``fd`` (before it is closed). Unknown fds are ignored."""
         raise NotImplementedError
 
-    def poll(self, timeout: float | None) -> list[tuple[Any, int]]:
-        """Wait up to ``timeout`` seconds (``None``: forever) and return ready owners."""
+    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        """Wait up to ``timeout`` seconds (``None``: forever); return ready ``(fd, mask)``."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -77,12 +94,12 @@ class EpollPoller(Poller):
 
     def __init__(self) -> None:
         self._epoll = select.epoll()
-        self._owners: dict[int, Any] = {}
+        self.owners: dict[int, Any] = {}
 
     def register(self, fd: int, mask: int, owner: Any) -> None:
         """Start watching ``fd``."""
         self._epoll.register(fd, mask)
-        self._owners[fd] = owner
+        self.owners[fd] = owner
 
     def modify(self, fd: int, mask: int, owner: Any) -> None:
         """Change the interest of ``fd``."""
@@ -90,7 +107,7 @@ class EpollPoller(Poller):
 
     def unregister(self, fd: int) -> None:
         """Stop watching ``fd``."""
-        if self._owners.pop(fd, None) is not None:
+        if self.owners.pop(fd, None) is not None:
             try:
                 self._epoll.unregister(fd)
             except OSError as exc:
@@ -98,36 +115,28 @@ class EpollPoller(Poller):
                 if exc.errno not in (errno.EBADF, errno.ENOENT):
                     raise
 
-    def poll(self, timeout: float | None) -> list[tuple[Any, int]]:
-        """Wait for readiness. HUP and ERR are reported as READ|WRITE so owners see them."""
+    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        """Wait for readiness; epoll's masks are this module's masks."""
         if timeout is None:
             timeout = -1
         elif timeout > _MAX_TIMEOUT:
             timeout = _MAX_TIMEOUT
-        events = self._epoll.poll(timeout)
-        owners = self._owners
-        ready = []
-        for fd, raw in events:
-            owner = owners.get(fd)
-            if owner is not None:
-                # EPOLLERR | EPOLLHUP: let the owner's read or write discover what happened.
-                ready.append((owner, raw | READ | WRITE if raw & 0x018 else raw))
-        return ready
+        return self._epoll.poll(timeout)
 
     def close(self) -> None:
         """Close the epoll fd."""
-        self._owners.clear()
+        self.owners.clear()
         self._epoll.close()
 
     def close_after_fork(self) -> None:
         """Close the watched fds and the epoll fd without unregistering (see :class:`Poller`)."""
-        for fd in self._owners:
+        for fd in self.owners:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self.close()
 
     def __len__(self) -> int:
-        return len(self._owners)
+        return len(self.owners)
 
 
 class SelectorPoller(Poller):
@@ -135,6 +144,8 @@ class SelectorPoller(Poller):
 
     def __init__(self, selector_class: type[selectors.BaseSelector] | None = None) -> None:
         self._selector = (selector_class or selectors.DefaultSelector)()
+        # Every registered fd, including those parked outside the selector (no interest).
+        self.owners = {}
 
     @staticmethod
     def _events(mask: int) -> int:
@@ -145,6 +156,7 @@ class SelectorPoller(Poller):
     def register(self, fd: int, mask: int, owner: Any) -> None:
         """Start watching ``fd``."""
         self._selector.register(fd, self._events(mask), owner)
+        self.owners[fd] = owner
 
     def modify(self, fd: int, mask: int, owner: Any) -> None:
         """Change the interest of ``fd``."""
@@ -156,20 +168,22 @@ class SelectorPoller(Poller):
                 self._selector.register(fd, events, owner)
         else:
             # selectors cannot hold an fd with no interest: park it outside the selector.
-            self.unregister(fd)
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(fd)
 
     def unregister(self, fd: int) -> None:
         """Stop watching ``fd``."""
+        self.owners.pop(fd, None)
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(fd)
 
-    def poll(self, timeout: float | None) -> list[tuple[Any, int]]:
+    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
         """Wait for readiness."""
         if timeout is not None and timeout > _MAX_TIMEOUT:
             timeout = _MAX_TIMEOUT
         return [
             (
-                key.data,
+                key.fd,
                 (READ if events & selectors.EVENT_READ else 0)
                 | (WRITE if events & selectors.EVENT_WRITE else 0),
             )
@@ -182,13 +196,13 @@ class SelectorPoller(Poller):
 
     def close_after_fork(self) -> None:
         """Close the watched fds and the selector without unregistering (see :class:`Poller`)."""
-        for key in list(self._selector.get_map().values()):
+        for fd in self.owners:
             with contextlib.suppress(OSError):
-                os.close(key.fd)
+                os.close(fd)
         self._selector.close()
 
     def __len__(self) -> int:
-        return len(self._selector.get_map())
+        return len(self.owners)
 
 
 def best_poller() -> Poller:

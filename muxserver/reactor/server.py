@@ -74,6 +74,9 @@ class StreamServer:
         self.strategies: dict[str, DispatchStrategy] = dict(strategies or {})
         self.strategies.setdefault(self.strategy.name, self.strategy)
         self.limits = limits if limits is not None else Limits()
+        # Copies of the limits the hot path reads on every request.
+        self.read_size = self.limits.read_size
+        self.high_water = self.limits.high_water
         self.name = name
         self.on_fd_limit = on_fd_limit
         self.admit = admit

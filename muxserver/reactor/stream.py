@@ -28,7 +28,6 @@ from __future__ import annotations
 import collections
 import enum
 import errno
-import itertools
 import logging
 import math
 import socket
@@ -104,6 +103,14 @@ class Phase(enum.Enum):
     CLOSED = "closed"
 
 
+# Module-level aliases: the hot path compares phases by identity without attribute lookups.
+_OPEN = Phase.OPEN
+_DRAINING = Phase.DRAINING
+_CLOSING = Phase.CLOSING
+_LINGERING = Phase.LINGERING
+_CLOSED = Phase.CLOSED
+
+
 class StreamConnection:
     """One accepted (or connected) stream socket and its record in the table."""
 
@@ -149,7 +156,7 @@ class StreamConnection:
         self.id = reactor.table.new_id()
         self.phase = Phase.OPEN
         self._peer: Peer | None = None
-        self._out: collections.deque[bytes | memoryview] | None = None
+        self._out: list[bytes | memoryview] | None = None
         self.out_bytes = 0
         self._pending: collections.deque[list[Any]] | None = None
         self._paused = 0
@@ -242,20 +249,20 @@ class StreamConnection:
         """The socket is readable (or hung up): read once and process what arrived."""
         # hot path: one recv, one feed, the event loop, one flush
         phase = self.phase
-        if phase is not Phase.OPEN or not self._interest & READ:
-            if phase is Phase.LINGERING:
+        if phase is not _OPEN or not self._interest & READ:
+            if phase is _LINGERING:
                 self._linger_read()
-            elif phase is not Phase.CLOSED:
+            elif phase is not _CLOSED:
                 self._check_hangup()
             return
         try:
-            data = self.sock.recv(self.server.limits.read_size)
+            data = self.sock.recv(self.server.read_size)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
             self._io_error(exc)
             return
-        self.last_activity = self.reactor.time()
+        self.last_activity = self.reactor.now
         handler = self.handler
         self.bytes_in += len(data)
         if self.layer is not None:
@@ -282,12 +289,20 @@ class StreamConnection:
             self._set_interest(self._interest & ~(READ | PRIORITY))
             handler.receive_data(b"")
         self._processing = True
-        self._process()
-        self._end_processing()
-        if handler.buffered:
+        completed = self._process()
+        # _end_processing(), inlined for the common case of one answer and no backlog
+        self._processing = False
+        if self._out is not None:
+            self._flush()
+        elif self.phase is _CLOSING and self._pending is None:
+            self._finish_closing()
+        # A read that completed something leaves at most one read's worth of a next request
+        # (read_size <= max_input), so only reads that completed nothing need the checks.
+        if completed:
+            if self.request_started is not None:
+                self.request_started = None
+        elif handler.buffered:
             self._note_partial_request()
-        elif self.request_started is not None:
-            self.request_started = None
 
     def install_layer(self, layer: StreamLayer) -> None:
         """Put ``layer`` between the socket and the handler from now on (e.g. STARTTLS)."""
@@ -342,42 +357,57 @@ class StreamConnection:
             if limits.request_timeout is not None:
                 self.server.watch_deadline(self)
 
-    def _process(self) -> None:
-        """Pull events from the handler while reading is not paused."""
-        handler = self.handler
-        while not self._paused and (self.phase is Phase.OPEN or self.phase is Phase.DRAINING):
+    def _process(self) -> bool:
+        """Pull events from the handler while reading is not paused.
+
+        Returns whether any event was produced (something completed).
+        """
+        # hot path: one next_event() per request, then NEED_DATA
+        next_event = self.handler.next_event
+        produced = False
+        while not self._paused:
+            phase = self.phase
+            if phase is not _OPEN and phase is not _DRAINING:
+                return True
             try:
-                event = handler.next_event()
+                event = next_event()
             except ProtocolError as exc:
                 self._protocol_error(exc)
-                return
+                return True
             except Exception:
                 log.exception("handler failed on %s; closing it", self._context())
                 self.abort()
-                return
+                return True
             if event is NEED_DATA:
-                if self.phase is Phase.DRAINING:
+                if phase is _DRAINING:
                     self._enqueue(_CLOSE, None)
-                return
-            if event is PAUSED:
-                self._paused |= _PAUSE_HANDLER
-                return
+                return produced
+            produced = True
             if isinstance(event, Request):
                 self._request(event)
             elif type(event) is Send:
-                self._enqueue(_BYTES, event.data)
+                if self._pending is None and self.layer is None:
+                    self._write_raw(event.data)
+                elif self._pending is None:
+                    self.write(event.data)
+                else:
+                    self._enqueue(_BYTES, event.data)
+            elif event is PAUSED:
+                self._paused |= _PAUSE_HANDLER
+                return True
             elif type(event) is PeerUpdate:
                 self.peer.extra.update(event.extra)
             elif type(event) is Close or type(event) is EndOfInput:
                 self._enqueue(_CLOSE, None)
-                return
+                return True
             elif type(event) is UpgradeLayer:
                 if not self._upgrade(event):
-                    return
+                    return True
             else:
                 log.error("handler produced an unknown event %r on %s", event, self._context())
                 self.abort()
-                return
+                return True
+        return produced
 
     def _upgrade(self, event: UpgradeLayer) -> bool:
         """STARTTLS: last plaintext reply, new layer, then the handler's leftover through it."""
@@ -418,7 +448,9 @@ class StreamConnection:
                 log.exception("handler could not encode a response on %s", self._context())
                 self.abort()
                 return
-            if data:
+            if self.layer is None:
+                self._write_raw(data)
+            else:
                 self.write(data)
             return
         slot: list[Any] = [_WAITING, None]
@@ -533,16 +565,18 @@ class StreamConnection:
         self._write_raw(data if layer is None or not data else layer.send(data))
 
     def _write_raw(self, data: bytes) -> None:
-        if self.phase is Phase.CLOSED or not data:
+        # hot path: queue one answer; flushed now, or once at the end of the read
+        if not data or self.phase is _CLOSED:
             return
         out = self._out
         if out is None:
-            out = self._out = collections.deque()
-        out.append(data)
+            self._out = [data]
+        else:
+            out.append(data)
         self.out_bytes += len(data)
         if not self._processing:
             self._flush()
-        if self.out_bytes > self.server.limits.high_water:
+        if self.out_bytes > self.server.high_water:
             if self.out_bytes > self.server.limits.max_output:
                 log.warning(
                     "%s: %d bytes of output unsent (limit %d): the peer is not reading; "
@@ -558,46 +592,52 @@ class StreamConnection:
     def handle_write(self) -> None:
         """The socket can take more output."""
         if self._out is not None:
+            self.last_activity = self.reactor.time()
             self._flush()
 
     def _flush(self) -> None:
+        # hot path: usually one buffer, sent whole by one send()
         out = self._out
         assert out is not None
         try:
             if len(out) == 1:
                 sent = self.sock.send(out[0])
             else:
-                sent = self.sock.sendmsg(itertools.islice(out, _IOV_MAX))
+                sent = self.sock.sendmsg(out if len(out) <= _IOV_MAX else out[:_IOV_MAX])
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError as exc:
             self._io_error(exc)
             return
-        if sent:
-            self.bytes_out += sent
-            self.out_bytes -= sent
-            self.last_activity = self.reactor.time()
-            while sent:
-                head = out[0]
-                size = len(head)
-                if sent >= size:
-                    out.popleft()
-                    sent -= size
-                else:
-                    out[0] = memoryview(head)[sent:]
-                    break
-        if out:
-            if not self._interest & WRITE:
-                self._set_interest(self._interest | WRITE)
-        else:
+        self.bytes_out += sent
+        remaining = self.out_bytes - sent
+        self.out_bytes = remaining
+        if not remaining:
             self._out = None
-            if self._interest & WRITE:
-                self._set_interest(self._interest & ~WRITE)
-            if self.phase is Phase.CLOSING and self._pending is None:
-                self._finish_closing()
-                return
-        # Last, as it may process more input and so re-enter this method.
-        if self._paused & _PAUSE_OUTPUT and self.out_bytes <= self.server.limits.low_water:
+            if self._interest & WRITE or self._paused or self.phase is _CLOSING:
+                self._drained()
+            return
+        whole = 0
+        for buffer in out:
+            if sent < len(buffer):
+                break
+            sent -= len(buffer)
+            whole += 1
+        del out[:whole]
+        if sent:
+            out[0] = memoryview(out[0])[sent:]
+        if not self._interest & WRITE:
+            self._set_interest(self._interest | WRITE)
+        if self._paused & _PAUSE_OUTPUT and remaining <= self.server.limits.low_water:
+            self._resume(_PAUSE_OUTPUT)
+
+    def _drained(self) -> None:
+        """Everything queued is sent: stop watching for writability, finish a close, resume."""
+        if self._interest & WRITE:
+            self._set_interest(self._interest & ~WRITE)
+        if self.phase is _CLOSING and self._pending is None:
+            self._finish_closing()
+        elif self._paused & _PAUSE_OUTPUT:
             self._resume(_PAUSE_OUTPUT)
 
     def _pause(self, reason: int) -> None:
@@ -628,8 +668,9 @@ class StreamConnection:
 
     def push(self, message: Any) -> None:
         """Encode ``message`` with the handler and write it now, outside the request order."""
-        if self.phase is Phase.CLOSED or self.phase is Phase.LINGERING:
+        if self.phase is _CLOSED or self.phase is _LINGERING:
             return
+        self.last_activity = self.reactor.time()
         self.write(self.handler.encode_push(message))
 
     def push_threadsafe(self, message: Any) -> None:
@@ -653,10 +694,22 @@ class StreamConnection:
             self._enqueue(_CLOSE, None)
 
     def drain(self) -> None:
-        """Graceful shutdown: read no more, finish what was received, then close."""
-        if self.phase is not Phase.OPEN:
-            if self.phase is Phase.LINGERING:
-                self.abort()
+        """Graceful shutdown: finish what was received, then close.
+
+        "Received" includes bytes already waiting in the kernel's buffer: they are read (a
+        bounded number of reads) before the connection stops reading for good.
+        """
+        if self.phase is _LINGERING:
+            self.abort()
+            return
+        for _ in range(16):
+            if self.phase is not _OPEN or self._paused or not self._interest & READ:
+                break
+            before = self.bytes_in
+            self.handle_read()
+            if self.bytes_in == before:
+                break  # nothing more was waiting
+        if self.phase is not _OPEN:
             return
         self.phase = Phase.DRAINING
         self._set_interest(self._interest & ~(READ | PRIORITY))

@@ -74,7 +74,9 @@ def test_past_max_connections_new_clients_wait_until_a_slot_frees(live: ReactorT
 
 def test_buffered_input_without_a_complete_request_is_capped(live: ReactorThread):
     _, address = live.serve(
-        lambda: LineHandler(max_line_length=10_000_000), upper, limits=Limits(max_input=50_000)
+        lambda: LineHandler(max_line_length=10_000_000),
+        upper,
+        limits=Limits(max_input=50_000, read_size=16_384),
     )
     with connect(address) as client:
         with contextlib.suppress(OSError):  # the server may close before all of it is sent
