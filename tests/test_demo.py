@@ -81,7 +81,10 @@ def test_an_address_in_use_is_one_clear_line_and_status_2():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_cli("--echo-port", str(port), "--chat-port", "off", "--rpc-port", "off")
+        result = run_cli(
+            "--echo-port", str(port), "--chat-port", "off", "--rpc-port", "off",
+            "--kv-port", "off", "--http-port", "off",
+        )  # fmt: skip
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
