@@ -53,7 +53,7 @@ class Limits:
     max_in_flight: int = 64
     """Requests of one connection dispatched and not yet answered; past it reading pauses."""
     read_size: int = 256 * 1024
-    """Largest single read from a socket."""
+    """Largest single read from a socket (never more than ``max_input``)."""
     accept_burst: int = 64
     """Connections accepted per readiness event of a listener."""
     linger: float = 2.0
@@ -90,10 +90,6 @@ class Limits:
             raise ValueError(
                 f"Limits.max_output ({self.max_output}) must be at least high_water "
                 f"({self.high_water})"
-            )
-        if self.read_size > self.max_input:
-            raise ValueError(
-                f"Limits.read_size ({self.read_size}) must not exceed max_input ({self.max_input})"
             )
         if self.linger < 0:
             raise ValueError(f"Limits.linger must be >= 0, not {self.linger!r}")

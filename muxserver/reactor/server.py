@@ -75,7 +75,9 @@ class StreamServer:
         self.strategies.setdefault(self.strategy.name, self.strategy)
         self.limits = limits if limits is not None else Limits()
         # Copies of the limits the hot path reads on every request.
-        self.read_size = self.limits.read_size
+        # A read never exceeds the input cap, so the leftover of a read that completed a
+        # request is within the cap too (stream.py checks only reads that complete nothing).
+        self.read_size = min(self.limits.read_size, self.limits.max_input)
         self.high_water = self.limits.high_water
         self.name = name
         self.on_fd_limit = on_fd_limit

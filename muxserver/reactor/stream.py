@@ -296,13 +296,12 @@ class StreamConnection:
             self._flush()
         elif self.phase is _CLOSING and self._pending is None:
             self._finish_closing()
-        # A read that completed something leaves at most one read's worth of a next request
-        # (read_size <= max_input), so only reads that completed nothing need the checks.
-        if completed:
-            if self.request_started is not None:
-                self.request_started = None
-        elif handler.buffered:
-            self._note_partial_request()
+        if handler.buffered:
+            # Part of a request is held: the next one if this read completed something
+            # (its clock starts now), else the same one as before (its clock runs on).
+            self._note_partial_request(restart=completed)
+        elif self.request_started is not None:
+            self.request_started = None
 
     def install_layer(self, layer: StreamLayer) -> None:
         """Put ``layer`` between the socket and the handler from now on (e.g. STARTTLS)."""
@@ -341,7 +340,7 @@ class StreamConnection:
         elif self.phase is Phase.CLOSING and self._pending is None:
             self._finish_closing()
 
-    def _note_partial_request(self) -> None:
+    def _note_partial_request(self, restart: bool) -> None:
         limits = self.server.limits
         if self.handler.buffered > limits.max_input:
             log.warning(
@@ -355,7 +354,9 @@ class StreamConnection:
         if self.request_started is None:
             self.request_started = self.last_activity
             if limits.request_timeout is not None:
-                self.server.watch_deadline(self)
+                self.server.watch_deadline(self)  # the deadline may come before the filed one
+        elif restart:
+            self.request_started = self.last_activity  # later than filed: the wheel re-files
 
     def _process(self) -> bool:
         """Pull events from the handler while reading is not paused.

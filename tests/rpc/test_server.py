@@ -123,7 +123,7 @@ STRATEGIES = {
         "muxserver.reactor.dispatch.fork", "ForkPerRequestStrategy", max_children=2
     ),
     "process-pool": _strategy(
-        "muxserver.reactor.dispatch.processes", "ProcessPoolStrategy", workers=2
+        "muxserver.reactor.dispatch.prefork", "ProcessPoolStrategy", workers=2
     ),
 }
 
