@@ -31,11 +31,13 @@ fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/handlers
 
 # Benchmarks against asyncio, uvloop, Twisted, gevent, socketserver, redis and nginx
-# (BENCH_ARGS=--quick for one short run), then the dispatch strategies against inline.
+# (BENCH_ARGS=--quick for one short run), then the dispatch strategies against inline,
+# then 100,000 idle clients held by --workers 6.
 bench: $(STAMP)
 	bash bench/install.sh
 	$(PY) bench/run.py $(BENCH_ARGS)
 	$(PY) bench/dispatch_bench.py
+	$(PY) bench/idle_100k.py --json bench/results/raw/idle_100k.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .hypothesis
