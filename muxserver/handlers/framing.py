@@ -178,9 +178,11 @@ class FrameReader:
         Raises:
             ValueError: if fewer than ``n`` bytes are buffered, or ``n`` is negative.
         """
-        if n < 0 or n > self.buffered:
+        # hot path: once per batch of pipelined records
+        end = self._pos + n
+        if n < 0 or end > len(self._buf):
             raise ValueError(f"cannot advance {n} bytes: {self.buffered} buffered")
-        self._consume_to(self._pos + n)
+        self._consume_to(end)
 
     def read_until(self, delimiter: bytes, max_len: int | None = None) -> bytes | None:
         """Return the next record ended by ``delimiter``, without the delimiter, or ``None``.
@@ -339,7 +341,7 @@ class FramedHandler(Handler):
             return HandlerState.ERROR
         if self._closed:
             return HandlerState.CLOSED
-        if self._reader.buffered or self._mid_request():
+        if self.buffered or self._mid_request():
             return HandlerState.RECEIVING
         if self._unanswered:
             return HandlerState.WAITING

@@ -13,13 +13,17 @@ Each becomes a :class:`Command` event carrying its arguments as ``bytes``. Empty
 (``*0``, ``*-1``, a blank line) produce nothing, as in Redis. The handler never pauses: every
 complete command buffered is produced at once, and the driver keeps answers in order.
 
-Parsing has two paths that must agree. The *hot path* (``_parse_whole``) handles the common
-case -- a complete, well-formed multibulk already in the buffer -- in one pass over the
-buffer with ``bytes.find`` and slices, consuming nothing unless it succeeds. Anything else
-(a partial command, an inline command, anything odd) goes to the *step path*
-(``_parse_step``), which is the specification: it consumes one line or bulk at a time,
-keeping ``_remaining`` (bulks still due in this command) and ``_bulk_len`` (``-1`` while the
-next ``$`` header is due) so that a command fed one byte at a time is parsed in linear time.
+Parsing has two paths that must agree. The *batch path* (``_parse_batch``) handles the common
+case -- complete, well-formed multibulks already in the buffer -- cutting every one of them out
+in one pass over the buffer with ``bytes.find`` and slices, and consuming only what it cut. The
+commands wait in ``_ready`` and ``next_event()`` hands them out one per call, so a pipelined
+read costs one parse call, not one per command. Anything else (a partial command, an inline
+command, anything odd) goes to the *step path* (``_parse``), which is the specification: it
+consumes one line or bulk at a time, keeping ``_remaining`` (bulks still due in this command)
+and ``_bulk_len`` (``-1`` while the next ``$`` header is due) so that a command fed one byte
+at a time is parsed in linear time. The batch path only ever accepts what the step path would
+accept, in canonical form (no leading zeros), so a cut command's size on the wire is known
+from its arguments: ``buffered`` counts the commands still waiting in ``_ready``.
 
 Limits, answered as Redis answers them, as a :class:`~muxserver.handlers.base.ProtocolError`
 whose ``reply`` is the ``-ERR Protocol error: ...`` line:
@@ -56,7 +60,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeAlias, cast, final
 
-from muxserver.handlers.base import HandlerMisuseError, ProtocolError, Request
+from muxserver.handlers.base import (
+    NEED_DATA,
+    Event,
+    HandlerMisuseError,
+    NeedData,
+    Paused,
+    ProtocolError,
+    Request,
+)
 from muxserver.handlers.framing import FramedHandler, FrameTooLongError
 
 __all__ = [
@@ -80,6 +92,9 @@ _MAX_DIGITS: Final = 19
 """Digits in the longest count RESP allows (a signed 64-bit integer)."""
 _CACHED: Final = 1024
 """Headers for counts below this are precomputed."""
+_COUNT_OF: Final = {b"*%d" % n: n for n in range(1, _CACHED)}
+_SIZE_OF: Final = {b"$%d" % n: n for n in range(_CACHED)}
+"""Canonical ``*``/``$`` header lines (CRLF excluded) -> their count: one lookup parses one."""
 
 
 class SimpleString(str):
@@ -182,6 +197,26 @@ def _shown(byte: int) -> str:
     return chr(byte) if 0x20 <= byte < 0x7F else f"\\x{byte:02x}"
 
 
+def _long_header(head: bytes, marker: bytes) -> int:
+    """The count in a header line beyond :data:`_SIZE_OF`, or -1 unless it is canonical."""
+    digits = head[1:]
+    if (
+        not head.startswith(marker)
+        or not digits.isdigit()
+        or (digits[0] == _ZERO and len(digits) > 1)
+    ):
+        return -1
+    return int(digits)
+
+
+def _wire_size(args: list[bytes]) -> int:
+    """Bytes of ``args`` as a canonical multibulk (how the batch path found them)."""
+    size = len(b"*%d\r\n" % len(args))
+    for arg in args:
+        size += len(b"$%d\r\n" % len(arg)) + len(arg) + 2
+    return size
+
+
 def _strict_int(line: bytes) -> int | None:
     """Parse ``line[1:]`` (after the ``*``/``$``) as Redis's string2ll does, else ``None``."""
     digits = line[1:]
@@ -214,10 +249,12 @@ class RespHandler(FramedHandler):
     __slots__ = (
         "_args",
         "_bulk_len",
+        "_drained",
         "_fast_span",
         "_max_bulk",
         "_max_inline",
         "_max_multibulk",
+        "_ready",
         "_remaining",
     )
 
@@ -237,66 +274,124 @@ class RespHandler(FramedHandler):
         self._max_multibulk = max_multibulk_length
         self._max_bulk = max_bulk_length
         self._max_inline = max_inline_length
-        # The hot path looks for a header's CRLF only this far: far enough for a 19-digit
+        # The batch path looks for a header's CRLF only this far: far enough for a 19-digit
         # count, never past what the step path would accept as a header line.
         self._fast_span = min(_MAX_DIGITS + 3, max_inline_length + 2)
+        self._ready: list[Command] = []  # cut by _parse_batch, not handed out; last is next
+        self._drained = False  # _parse_batch emptied the buffer and nothing was fed since
         self._args: list[bytes] = []
         self._remaining = 0
         self._bulk_len = -1
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet handed out as commands."""
+        waiting = self._reader.buffered
+        for command in self._ready:
+            waiting += _wire_size(command.args)
+        return waiting
+
     def _mid_request(self) -> bool:
         return self._remaining > 0
 
-    def _parse(self) -> Command | None:
-        if not self._remaining:
-            command = self._parse_whole()
-            if command is not None:
-                return command
-        return self._parse_step()
+    def receive_data(self, data: bytes) -> None:
+        """Append bytes from the peer; ``b""`` means end of input. Discarded after an error.
 
-    def _parse_whole(self) -> Command | None:
-        # Hot path: runs once per pipelined command. Bails out (consuming nothing) on anything
-        # but a complete, well-formed multibulk; _parse_step then decides.
-        buf, start = self._reader.view()
-        end = len(buf)
-        if start >= end or buf[start] != _STAR:
+        Raises:
+            HandlerMisuseError: if called after end of input.
+        """
+        self._drained = False
+        super().receive_data(data)
+
+    def next_event(self) -> Event | NeedData | Paused:
+        """Return the next :class:`Command`, :class:`~muxserver.handlers.base.EndOfInput` or
+        :data:`~muxserver.handlers.base.NEED_DATA`; never ``PAUSED``.
+
+        Raises:
+            ProtocolError: the peer's input is invalid (raised again on every later call).
+        """
+        # hot path: one call per command; one _parse_batch call cuts a whole pipelined read
+        ready = self._ready
+        if not ready:
+            if self._drained:
+                return NEED_DATA  # the pull that ends every read
+            if self._remaining or self._error is not None or self._closed:
+                return super().next_event()
+            batch = self._parse_batch()
+            if not batch:
+                if batch is None and not self._reader.eof:
+                    return NEED_DATA
+                return super().next_event()  # the step path decides
+            self._ready = ready = batch
+        self._unanswered += 1
+        return ready.pop()
+
+    def _parse_batch(self) -> list[Command] | None:
+        """Cut every complete, well-formed multibulk at the front of the buffer, in one pass.
+
+        Returns the commands last first (``next_event`` pops them), consuming exactly their
+        bytes; ``[]`` when the first buffered byte starts something for the step path, and
+        ``None`` when nothing is buffered. Bails out on anything unusual, consuming nothing of
+        it: the step path then accepts it, waits for more, or raises the right error.
+        """
+        # hot path: per command, one find and one dict lookup per header line, one slice per
+        # argument; limits are compared once per header, never per byte
+        reader = self._reader
+        view, start = reader.view()
+        end = len(view)
+        if start >= end:
             return None
+        # A bytearray is read through the same code: every slice kept or looked up in a dict
+        # is made bytes when the buffer is not exactly bytes.
+        exact = type(view) is bytes
+        buf = cast(bytes, view)
+        find = buf.find
         span = self._fast_span
-        eol = buf.find(_CRLF, start + 1, start + span)
-        if eol < 0:
-            return None
-        digits = buf[start + 1 : eol]
-        if not digits.isdigit() or digits[0] == _ZERO:
-            return None
-        count = int(digits)
-        if count > self._max_multibulk:
-            return None
+        max_count = self._max_multibulk
         max_bulk = self._max_bulk
-        parts: list[bytes | bytearray] = []
-        at = eol + 2
-        for _ in range(count):
-            if at >= end or buf[at] != _DOLLAR:
-                return None
-            eol = buf.find(_CRLF, at + 1, at + span)
+        count_of = _COUNT_OF.get
+        size_of = _SIZE_OF.get
+        ready: list[Command] = []
+        at = start
+        while at < end:
+            eol = find(_CRLF, at + 1, at + span)
             if eol < 0:
-                return None
-            digits = buf[at + 1 : eol]
-            if not digits.isdigit() or (digits[0] == _ZERO and eol - at > 2):
-                return None
-            size = int(digits)
-            if size > max_bulk:
-                return None
-            at = eol + 2 + size
-            if buf[at : at + 2] != _CRLF:
-                return None
-            parts.append(buf[eol + 2 : at])
-            at += 2
-        self._reader.advance(at - start)
-        if type(buf) is bytes:
-            return Command(cast(list[bytes], parts))
-        return Command([bytes(part) for part in parts])
+                break
+            head = buf[at:eol] if exact else bytes(buf[at:eol])
+            count = count_of(head)
+            if count is None:
+                count = _long_header(head, b"*")
+            if count < 1 or count > max_count:
+                break
+            args: list[bytes] = []
+            pos = eol + 2
+            while count:
+                eol = find(_CRLF, pos + 1, pos + span)
+                if eol < 0:
+                    break
+                head = buf[pos:eol] if exact else bytes(buf[pos:eol])
+                size = size_of(head)
+                if size is None:
+                    size = _long_header(head, b"$")
+                if size < 0 or size > max_bulk:
+                    break
+                pos = eol + 2 + size
+                if buf[pos : pos + 2] != _CRLF:
+                    break
+                args.append(buf[eol + 2 : pos] if exact else bytes(buf[eol + 2 : pos]))
+                pos += 2
+                count -= 1
+            if count:  # bailed out inside this command
+                break
+            ready.append(Command(args))
+            at = pos
+        if at > start:
+            reader.advance(at - start)
+            ready.reverse()
+            self._drained = at == end
+        return ready
 
-    def _parse_step(self) -> Command | None:
+    def _parse(self) -> Command | None:
         reader = self._reader
         while True:
             buf, start = reader.view()
@@ -359,8 +454,12 @@ class RespHandler(FramedHandler):
                 unanswered, so :meth:`encode_error` can still answer it), or no command is
                 waiting for an answer.
         """
+        # hot path: one call per command
         data = encode(response)
-        self._answered()
+        if self._unanswered:
+            self._unanswered -= 1
+        else:
+            self._answered()  # raises: nothing is waiting for an answer
         return data
 
     def encode_error(self, error: BaseException) -> bytes:
@@ -391,6 +490,10 @@ _Encoder: TypeAlias = Callable[[Any, list[bytes]], None]
 _BULK_HEADERS: Final = tuple(b"$%d\r\n" % n for n in range(_CACHED))
 _ARRAY_HEADERS: Final = tuple(b"*%d\r\n" % n for n in range(_CACHED))
 _INTEGERS: Final = tuple(b":%d\r\n" % n for n in range(_CACHED))
+_NULL_BULK: Final = b"$-1\r\n"
+_SIMPLE_REPLIES: Final[dict[str, bytes]] = {}
+"""Simple strings encoded so far: services answer with a handful (OK, PONG, QUEUED)."""
+_SIMPLE_REPLIES_MAX: Final = 256
 
 
 def _bulk(value: bytes, out: list[bytes]) -> None:
@@ -421,7 +524,7 @@ def _boolean(value: bool, out: list[bytes]) -> None:
 
 
 def _null_bulk(value: None, out: list[bytes]) -> None:
-    out.append(b"$-1\r\n")
+    out.append(_NULL_BULK)
 
 
 def _null_array(value: NullArray, out: list[bytes]) -> None:
@@ -429,7 +532,16 @@ def _null_array(value: NullArray, out: list[bytes]) -> None:
 
 
 def _simple(value: SimpleString, out: list[bytes]) -> None:
-    out.append(b"+%s\r\n" % value.encode())
+    out.append(_simple_reply(value))
+
+
+def _simple_reply(value: SimpleString) -> bytes:
+    reply = _SIMPLE_REPLIES.get(value)
+    if reply is None:
+        reply = b"+%s\r\n" % value.encode()
+        if len(_SIMPLE_REPLIES) < _SIMPLE_REPLIES_MAX:
+            _SIMPLE_REPLIES[value] = reply
+    return reply
 
 
 def _error(value: RespError, out: list[bytes]) -> None:
@@ -492,8 +604,18 @@ def encode(value: RespValue) -> bytes:
     Raises:
         HandlerMisuseError: if ``value`` (or an element of it) has no RESP2 encoding.
     """
+    # hot path: one call per reply; the commonest replies skip the out list
+    kind = type(value)
+    if kind is bytes:
+        size = len(value)  # type: ignore[arg-type]
+        if size < _CACHED:
+            return b"".join((_BULK_HEADERS[size], value, _CRLF))  # type: ignore[arg-type]
+    elif kind is SimpleString:
+        return _simple_reply(value)  # type: ignore[arg-type]
+    elif value is None:
+        return _NULL_BULK
     out: list[bytes] = []
-    (_ENCODERS.get(type(value)) or _encoder_for(value))(value, out)
+    (_ENCODERS.get(kind) or _encoder_for(value))(value, out)
     return b"".join(out)
 
 

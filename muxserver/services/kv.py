@@ -35,7 +35,7 @@ from typing import Any, Final, NamedTuple, TypeAlias
 
 from muxserver import __version__
 from muxserver.handlers.base import Request
-from muxserver.handlers.resp import OK, Command, RespError, RespValue, SimpleString
+from muxserver.handlers.resp import OK, RespError, RespValue, SimpleString
 from muxserver.reactor.loop import Reactor
 from muxserver.reactor.timers import Timer
 from muxserver.service import Peer, Service
@@ -101,13 +101,18 @@ def echo(db: KeySpace, args: list[bytes], peer: Peer) -> RespValue:
 
 def get(db: KeySpace, args: list[bytes], peer: Peer) -> RespValue:
     """GET key."""
-    return db.get(args[1])
+    # hot path: while no key has a deadline, KeySpace.get is this one dict read
+    return db.data.get(args[1]) if not db.expires else db.get(args[1])
 
 
 def set_(db: KeySpace, args: list[bytes], peer: Peer) -> RespValue:
     """SET key value [NX|XX] [GET] [EX seconds|PX milliseconds|KEEPTTL]."""
     if len(args) == 3:
-        db.set(args[1], args[2])
+        # hot path: while no key has a deadline, KeySpace.set is this one dict write
+        if db.expires:
+            db.set(args[1], args[2])
+        else:
+            db.data[args[1]] = args[2]
         return OK
     nx = xx = want_old = keep_ttl = False
     unit = b""
@@ -502,24 +507,23 @@ class KVService(Service):
     def handle(self, request: Request, peer: Peer) -> Any:
         """Run one command and return its reply (a RESP value; errors are RespError values)."""
         # hot path: one dict lookup (two for mixed-case names), an arity check, a call
-        assert isinstance(request, Command)
-        args = request.args
+        args: list[bytes] = request.args  # type: ignore[attr-defined]  # RespHandler: Commands
         entry = _LOOKUP.get(args[0]) or _LOOKUP.get(args[0].lower())
         if entry is None:
             return _unknown_command(args)
-        if entry.subcommands is not None and len(args) > 1:
-            sub = entry.subcommands.get(args[1].lower())
+        arity, function, name, subcommands = entry
+        if subcommands is not None and len(args) > 1:
+            sub = subcommands.get(args[1].lower())
             if sub is None:
                 return _error(
                     b"ERR unknown subcommand '%s'. Try %s HELP."
-                    % (_c_text(args[1]), entry.name.upper().encode())
+                    % (_c_text(args[1]), name.upper().encode())
                 )
-            entry = sub
-        arity = entry.arity
+            arity, function, name, _ = sub
         if (len(args) != arity) if arity > 0 else (len(args) < -arity):
-            return _wrong_arity(entry.name)
-        assert entry.function is not None  # every container's arity demands a subcommand
-        return entry.function(self.keys, args, peer)
+            return _wrong_arity(name)
+        assert function is not None  # every container's arity demands a subcommand
+        return function(self.keys, args, peer)
 
     def sweep(self) -> bool:
         """Remove expired keys (at most ``sweep_limit`` looked at); whether more are due."""
