@@ -4,8 +4,8 @@
 Theory of operation
 -------------------
 :class:`ChallengeResponseHandler` speaks a short line protocol before handing the stream to the
-wrapped *inner* handler (the way :class:`~muxserver.handlers.proxy.ProxyProtocolHandler` reads
-its header first)::
+wrapped *inner* handler (a :class:`~muxserver.handlers.wrapper.PreambleWrapper`, like
+:class:`~muxserver.handlers.proxy.ProxyProtocolHandler`, which reads its header first)::
 
     C: AUTH <user>
     S: CHALLENGE <nonce, 64 hex digits>          (32 random bytes from the server)
@@ -41,7 +41,6 @@ States (:class:`ChallengeState`)::
 
 from __future__ import annotations
 
-import collections
 import enum
 import hashlib
 import hmac
@@ -53,16 +52,14 @@ from typing import Any, Final
 
 from muxserver.handlers.base import (
     NEED_DATA,
-    EndOfInput,
     Event,
     Handler,
-    HandlerMisuseError,
     NeedData,
-    Paused,
     PeerUpdate,
     ProtocolError,
     Send,
 )
+from muxserver.handlers.wrapper import PreambleWrapper
 
 __all__ = [
     "MAX_LINE",
@@ -101,7 +98,7 @@ class ChallengeState(enum.Enum):
     CLOSED = "closed"
 
 
-class ChallengeResponseHandler(Handler):
+class ChallengeResponseHandler(PreambleWrapper[ChallengeState]):
     """Authenticate the peer with a shared secret, then delegate to ``inner``.
 
     Args:
@@ -117,20 +114,18 @@ class ChallengeResponseHandler(Handler):
 
     __slots__ = (
         "_attempts",
-        "_buffer",
         "_dummy_secret",
-        "_eof",
-        "_error",
-        "_events",
         "_lookup",
         "_nonce",
         "_nonce_source",
         "_scanned",
-        "_state",
         "_user",
-        "inner",
         "max_attempts",
     )
+
+    _HANDED_OVER = ChallengeState.AUTHENTICATED
+    _CLOSED = ChallengeState.CLOSED
+    _FAILED = ChallengeState.REFUSED
 
     def __init__(
         self,
@@ -142,29 +137,17 @@ class ChallengeResponseHandler(Handler):
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
-        self.inner = inner
+        super().__init__(inner, ChallengeState.AWAITING_HELLO)
         self.max_attempts = max_attempts
         self._lookup: Callable[[str], bytes | None] = (
             secrets.get if isinstance(secrets, Mapping) else secrets
         )
         self._nonce_source = nonce_source
         self._dummy_secret = nonce_source(_NONCE_SIZE)
-        self._state = ChallengeState.AWAITING_HELLO
-        self._buffer = bytearray()
         self._scanned = 0
-        self._eof = False
-        self._error: ProtocolError | None = None
-        self._events: collections.deque[Event] = collections.deque()
         self._user = ""
         self._nonce = b""
         self._attempts = 0
-
-    @property
-    def state(self) -> enum.Enum:
-        """The inner handler's state once authenticated, else this wrapper's."""
-        if self._state is ChallengeState.AUTHENTICATED and not self._events:
-            return self.inner.state
-        return self._state
 
     @property
     def challenge_state(self) -> ChallengeState:
@@ -174,60 +157,9 @@ class ChallengeResponseHandler(Handler):
     @property
     def buffered(self) -> int:
         """Unconsumed bytes; at least 1 while challenged, so the request deadline runs."""
-        if self._state is ChallengeState.AUTHENTICATED:
-            return self.inner.buffered
         if self._state is ChallengeState.CHALLENGED:
             return max(1, len(self._buffer))
-        return len(self._buffer)
-
-    def receive_data(self, data: bytes) -> None:
-        """Buffer bytes until authenticated; afterwards they go to the inner handler.
-
-        Raises:
-            HandlerMisuseError: if called again after end of input.
-        """
-        if self._state is ChallengeState.AUTHENTICATED:
-            self.inner.receive_data(data)
-            return
-        if self._eof:
-            raise HandlerMisuseError("receive_data() called after end of input (b'')")
-        if self._error is not None:
-            return
-        if data:
-            self._buffer += data
-        else:
-            self._eof = True
-
-    def next_event(self) -> Event | NeedData | Paused:
-        """The exchange's replies, then the PeerUpdate, then the inner handler's events.
-
-        Raises:
-            ProtocolError: the peer was refused (carries ``DENIED``; sticky).
-        """
-        if self._events:
-            return self._events.popleft()
-        state = self._state
-        if state is ChallengeState.AUTHENTICATED:
-            return self.inner.next_event()
-        if self._error is not None:
-            raise self._error
-        if state is ChallengeState.CLOSED:
-            return NEED_DATA
-        try:
-            return self._step()
-        except ProtocolError as error:
-            self._state = ChallengeState.REFUSED
-            self._error = error
-            self._buffer = bytearray()
-            raise
-
-    def send(self, response: Any) -> bytes:
-        """Delegate to the inner handler (nothing can be waiting before authentication)."""
-        return self.inner.send(response)
-
-    def encode_error(self, error: BaseException) -> bytes | None:
-        """Delegate to the inner handler."""
-        return self.inner.encode_error(error)
+        return super().buffered
 
     def encode_push(self, message: Any) -> bytes:
         """Delegate once authenticated; drop pushes to a peer that has not authenticated."""
@@ -261,8 +193,7 @@ class ChallengeResponseHandler(Handler):
             if not self._eof:
                 return NEED_DATA
             if self._state is ChallengeState.AWAITING_HELLO and not self._buffer:
-                self._state = ChallengeState.CLOSED
-                return EndOfInput()
+                return self._end()
             raise self._refuse("end of input before authentication finished")
         if self._state is ChallengeState.AWAITING_HELLO:
             return self._hello(line)
@@ -298,15 +229,8 @@ class ChallengeResponseHandler(Handler):
         return self._challenge(b"RETRY")
 
     def _authenticated(self) -> Event:
-        self._state = ChallengeState.AUTHENTICATED
-        rest = bytes(self._buffer)
-        self._buffer = bytearray()
-        if rest:
-            self.inner.receive_data(rest)
-        if self._eof:
-            self.inner.receive_data(b"")
-        self._events.append(PeerUpdate({"auth_user": self._user, "auth_scheme": "hmac-sha256"}))
-        return Send(b"OK\n")
+        update = PeerUpdate({"auth_user": self._user, "auth_scheme": "hmac-sha256"})
+        return self._hand_over(Send(b"OK\n"), update)
 
 
 def _is_user(name: bytes) -> bool:

@@ -14,6 +14,7 @@ The life of one wrapper::
     READING_HEADER --bad header-----> ERROR         (ProtocolError, no reply, sticky)
     READING_HEADER --EOF, no bytes--> CLOSED        (EndOfInput: a bare TCP health check)
 
+Buffering, the hand-over and delegation are :class:`~muxserver.handlers.wrapper.PreambleWrapper`'s.
 ``state`` reports the wrapper's own :class:`ProxyState` until the header is parsed and the
 inner handler's ``state`` afterwards, so the status page shows the protocol actually being
 spoken; :attr:`ProxyProtocolHandler.proxy_state` always reports the wrapper's own state.
@@ -45,17 +46,8 @@ import os
 from collections.abc import Collection, Mapping
 from typing import Any, TypeAlias
 
-from muxserver.handlers.base import (
-    NEED_DATA,
-    EndOfInput,
-    Event,
-    Handler,
-    HandlerMisuseError,
-    NeedData,
-    Paused,
-    PeerUpdate,
-    ProtocolError,
-)
+from muxserver.handlers.base import NEED_DATA, Event, Handler, NeedData, PeerUpdate, ProtocolError
+from muxserver.handlers.wrapper import PreambleWrapper
 
 __all__ = [
     "V1_MAX_LENGTH",
@@ -151,7 +143,7 @@ class SSLInfo:
         return None if value is None else value.decode("utf-8", "replace")
 
 
-class ProxyProtocolHandler(Handler):
+class ProxyProtocolHandler(PreambleWrapper[ProxyState]):
     """Read a PROXY header, report it as a PeerUpdate, then delegate to ``inner``.
 
     Args:
@@ -167,16 +159,11 @@ class ProxyProtocolHandler(Handler):
             ``max_header_bytes`` is below 107.
     """
 
-    __slots__ = (
-        "_buffer",
-        "_eof",
-        "_error",
-        "_scanned",
-        "_state",
-        "inner",
-        "max_header_bytes",
-        "versions",
-    )
+    __slots__ = ("_scanned", "max_header_bytes", "versions")
+
+    _HANDED_OVER = ProxyState.HANDED_OVER
+    _CLOSED = ProxyState.CLOSED
+    _FAILED = ProxyState.ERROR
 
     def __init__(
         self, inner: Handler, versions: Collection[int] = (1, 2), max_header_bytes: int = 4096
@@ -188,97 +175,32 @@ class ProxyProtocolHandler(Handler):
             raise ValueError(
                 f"max_header_bytes must be at least {V1_MAX_LENGTH}, got {max_header_bytes}"
             )
-        self.inner = inner
+        super().__init__(inner, ProxyState.READING_HEADER)
         self.versions = accepted
         self.max_header_bytes = max_header_bytes
-        self._state = ProxyState.READING_HEADER
-        self._buffer = bytearray()
         self._scanned = 0  # version 1: bytes already searched for LF (keeps scanning linear)
-        self._eof = False
-        self._error: ProtocolError | None = None
-
-    @property
-    def state(self) -> enum.Enum:
-        """The inner handler's state once handed over, else this wrapper's :class:`ProxyState`."""
-        if self._state is ProxyState.HANDED_OVER:
-            return self.inner.state
-        return self._state
 
     @property
     def proxy_state(self) -> ProxyState:
         """This wrapper's own state, whatever the inner handler's is."""
         return self._state
 
-    @property
-    def buffered(self) -> int:
-        """Header bytes held while reading it; the inner handler's count afterwards."""
-        if self._state is ProxyState.HANDED_OVER:
-            return self.inner.buffered
-        return len(self._buffer)
-
-    def receive_data(self, data: bytes) -> None:
-        """Buffer bytes until the header is complete; afterwards pass them to the inner handler.
-
-        Raises:
-            HandlerMisuseError: if called again after end of input.
-        """
-        if self._state is ProxyState.HANDED_OVER:
-            self.inner.receive_data(data)
-            return
-        if self._eof:
-            raise HandlerMisuseError("receive_data() called after end of input (b'')")
-        if data:
-            self._buffer += data
-        else:
-            self._eof = True
-
-    def next_event(self) -> Event | NeedData | Paused:
-        """The PeerUpdate once the header is complete, then the inner handler's events.
+    def _step(self) -> Event | NeedData:
+        """The PeerUpdate once the header is complete (the hand-over), else NEED_DATA.
 
         Raises:
             ProtocolError: the header is malformed or truncated by end of input (no reply).
         """
-        if self._state is ProxyState.HANDED_OVER:
-            return self.inner.next_event()
-        if self._error is not None:
-            raise self._error
-        if self._state is ProxyState.CLOSED:
-            return NEED_DATA
-        try:
-            parsed = self._parse()
-            if parsed is None and self._eof and self._buffer:
-                raise ProtocolError("PROXY protocol: end of input inside the header")
-        except ProtocolError as error:
-            self._state = ProxyState.ERROR
-            self._error = error
-            self._buffer = bytearray()
-            raise
+        parsed = self._parse()
         if parsed is None:
             if not self._eof:
                 return NEED_DATA
-            self._state = ProxyState.CLOSED
-            return EndOfInput()
+            if self._buffer:
+                raise ProtocolError("PROXY protocol: end of input inside the header")
+            return self._end()
         extra, length = parsed
-        rest = bytes(self._buffer[length:])
-        self._buffer = bytearray()
-        self._state = ProxyState.HANDED_OVER
-        if rest:
-            self.inner.receive_data(rest)
-        if self._eof:
-            self.inner.receive_data(b"")
-        return PeerUpdate(extra)
-
-    def send(self, response: Any) -> bytes:
-        """Delegate to the inner handler, which raises HandlerMisuseError if nothing waits."""
-        return self.inner.send(response)
-
-    def encode_error(self, error: BaseException) -> bytes | None:
-        """Delegate to the inner handler."""
-        return self.inner.encode_error(error)
-
-    def encode_push(self, message: Any) -> bytes:
-        """Delegate to the inner handler (pushing before the header is parsed is allowed)."""
-        return self.inner.encode_push(message)
+        del self._buffer[:length]
+        return self._hand_over(PeerUpdate(extra))
 
     def _parse(self) -> tuple[dict[str, Any], int] | None:
         """Return (PeerUpdate extra, header length), or None while the header is incomplete."""
