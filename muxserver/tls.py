@@ -46,13 +46,13 @@ import contextlib
 import enum
 import logging
 import ssl
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from muxserver.handlers.base import PAUSED, Event, NeedData, Paused, Send
-from muxserver.handlers.lines import LineHandler
-from muxserver.reactor.layer import LayerError, StreamLayer, UpgradeLayer
+from muxserver.reactor.layer import LayerError, StreamLayer
 from muxserver.reactor.stream import Phase
+from muxserver.tls_context import common_name, format_subject, requested_server_name, server_context
+from muxserver.tls_starttls import StartTLSLineHandler
 
 if TYPE_CHECKING:
     from muxserver.reactor.stream import StreamConnection
@@ -73,112 +73,6 @@ Authorizer = Callable[[Mapping[str, Any]], "str | None"]
 """``authorize(info) -> None | reason``: called with the handshake facts; a reason refuses."""
 
 _READ_SIZE = 256 * 1024
-_SERVER_NAME_ATTRIBUTE = "muxserver_server_name"
-
-_SHORT_NAMES = {
-    "commonName": "CN",
-    "organizationName": "O",
-    "organizationalUnitName": "OU",
-    "countryName": "C",
-    "stateOrProvinceName": "ST",
-    "localityName": "L",
-    "domainComponent": "DC",
-    "userId": "UID",
-    "streetAddress": "STREET",
-}
-
-
-def server_context(
-    cert: str,
-    key: str | None = None,
-    *,
-    client_ca: str | None = None,
-    require_client_cert: bool = False,
-    alpn: Iterable[str] | None = None,
-    sni_callback: Callable[[ssl.SSLObject, str | None, ssl.SSLContext], int | None] | None = None,
-    minimum_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
-) -> ssl.SSLContext:
-    """A server ``SSLContext`` with muxserver's defaults.
-
-    Args:
-        cert: PEM file with the server certificate (and its chain).
-        key: PEM file with the private key (``None``: it is in ``cert``).
-        client_ca: PEM file of the CAs that sign acceptable client certificates; given alone,
-            a client certificate is optional but verified when sent. No system CAs are ever
-            trusted for clients.
-        require_client_cert: mutual TLS: refuse clients without a valid certificate.
-        alpn: protocols offered by ALPN, in order of preference (``["h2", "http/1.1"]``).
-        sni_callback: ``(ssl_object, server_name, context)``, as ``SSLContext.sni_callback``
-            (it may switch ``ssl_object.context`` to serve another certificate).
-        minimum_version: the oldest TLS version accepted (TLS 1.2 by default).
-
-    Raises:
-        ValueError: ``require_client_cert`` without ``client_ca``.
-        OSError / ssl.SSLError: the files cannot be read or do not match (from ``ssl``).
-    """
-    if require_client_cert and client_ca is None:
-        raise ValueError(
-            "require_client_cert=True needs client_ca: the PEM file of the CAs that sign "
-            "your clients' certificates"
-        )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = minimum_version
-    context.options |= ssl.OP_NO_RENEGOTIATION
-    context.load_cert_chain(cert, key)
-    if client_ca is not None:
-        context.load_verify_locations(cafile=client_ca)
-        context.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
-    if alpn is not None:
-        context.set_alpn_protocols(list(alpn))
-    context.sni_callback = _ServerNameRecorder(sni_callback)
-    return context
-
-
-class _ServerNameRecorder:
-    """SNI callback that remembers the requested name on the SSLObject, then delegates."""
-
-    def __init__(
-        self,
-        then: Callable[[ssl.SSLObject, str | None, ssl.SSLContext], int | None] | None,
-    ) -> None:
-        self.then = then
-
-    def __call__(
-        self, ssl_object: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext
-    ) -> int | None:
-        setattr(ssl_object, _SERVER_NAME_ATTRIBUTE, server_name)
-        if self.then is None:
-            return None
-        return self.then(ssl_object, server_name, context)
-
-
-def format_subject(peercert: Mapping[str, Any] | None) -> str | None:
-    """A certificate subject as an RFC 4514 string (``"CN=alice,O=Example"``), or ``None``."""
-    if not peercert or not peercert.get("subject"):
-        return None
-    parts = []
-    for rdn in reversed(peercert["subject"]):
-        parts.append(
-            "+".join(f"{_SHORT_NAMES.get(name, name)}={_escape(value)}" for name, value in rdn)
-        )
-    return ",".join(parts)
-
-
-def _escape(value: str) -> str:
-    escaped = "".join("\\" + ch if ch in ',+"\\<>;=' else ch for ch in value)
-    if escaped[:1] in ("#", " "):
-        escaped = "\\" + escaped
-    if escaped.endswith(" ") and not escaped.endswith("\\ "):
-        escaped = escaped[:-1] + "\\ "
-    return escaped
-
-
-def _common_name(peercert: Mapping[str, Any]) -> str | None:
-    for rdn in peercert.get("subject", ()):
-        for name, value in rdn:
-            if name == "commonName":
-                return str(value)
-    return None
 
 
 def _describe(exc: ssl.SSLError) -> str:
@@ -393,12 +287,12 @@ class TLSLayer(StreamLayer):
             "tls_version": ssl_object.version(),
             "cipher": cipher[0] if cipher else None,
             "alpn": ssl_object.selected_alpn_protocol(),
-            "server_name": getattr(ssl_object, _SERVER_NAME_ATTRIBUTE, None),
+            "server_name": requested_server_name(ssl_object),
             "peercert": peercert,
             "client_subject": subject,
         }
         if peercert is not None:
-            user = _common_name(peercert)
+            user = common_name(peercert)
             if user is not None:
                 info["auth_user"] = user
         return info
@@ -460,68 +354,3 @@ class TLSAcceptor:
             )
             connection.server.timeouts += 1
             connection.abort()
-
-
-class StartTLSLineHandler(LineHandler):
-    """A line protocol whose clients may upgrade to TLS with a command line (STARTTLS).
-
-    Every other line is a :class:`~muxserver.handlers.lines.LineRequest` as usual. The command
-    line is never given to the service: once every earlier request is answered (the handler
-    returns ``PAUSED`` until then), it becomes an
-    :class:`~muxserver.reactor.layer.UpgradeLayer` event: ``ready_reply`` goes out in plaintext
-    and ``install`` (a :class:`TLSAcceptor`) puts TLS under the handler. Bytes the client sent
-    after the command line in the same breath are the start of its TLS handshake and go to
-    the TLS layer -- never to the line parser, so plaintext injected after the command
-    (CVE-2011-0411) cannot become a request; it fails the handshake instead. The command
-    again under TLS is answered with ``active_reply`` and otherwise ignored.
-
-    Args:
-        install: called with the connection to install the layer (a :class:`TLSAcceptor`).
-        command: the upgrade command (matched case-insensitively, surrounding blanks ignored).
-        ready_reply: the plaintext line that tells the client to start its handshake.
-        active_reply: the line answering the command when TLS is already on.
-        **options: :class:`~muxserver.handlers.lines.LineHandler` options.
-    """
-
-    __slots__ = ("_active_reply", "_command", "_held", "_install", "_ready_reply", "tls_started")
-
-    def __init__(
-        self,
-        install: Callable[[StreamConnection], None],
-        *,
-        command: bytes = b"STARTTLS",
-        ready_reply: bytes = b"220 ready to start TLS",
-        active_reply: bytes = b"454 TLS already active",
-        **options: Any,
-    ) -> None:
-        super().__init__(**options)
-        self._install = install
-        self._command = command.strip().upper()
-        self._ready_reply = ready_reply
-        self._active_reply = active_reply
-        self._held: UpgradeLayer | None = None
-        self.tls_started = False
-        """True once the upgrade event has been produced."""
-
-    def next_event(self) -> Event | NeedData | Paused:
-        """Like :meth:`LineHandler.next_event`, with the upgrade held until answers are out."""
-        held = self._held
-        if held is not None:
-            if self._unanswered:
-                return PAUSED
-            self._held = None
-            return held
-        event = super().next_event()
-        if type(event) is UpgradeLayer and self._unanswered:
-            self._held = event
-            return PAUSED
-        return event
-
-    def _parse(self) -> Event | None:  # type: ignore[override]
-        request = super()._parse()
-        if request is None or request.line.strip().upper() != self._command:
-            return request
-        if self.tls_started:
-            return Send(self._line(self._active_reply))
-        self.tls_started = True
-        return UpgradeLayer(self._line(self._ready_reply), self._install, self._reader.read_rest())

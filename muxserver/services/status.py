@@ -3,10 +3,10 @@
 Routes (GET or HEAD):
 
 ==================  ===========================================================================
-``/``               the status page: plain HTML and a little JavaScript, no external assets. It
-                    polls ``/status.json`` every second and shows a summary, every service's
-                    totals, dispatch pool usage and one page of the connection table, sortable by
-                    clicking a column heading.
+``/``               the status page (:mod:`~muxserver.services.status_page`): plain HTML and
+                    a little JavaScript, no external assets. It polls ``/status.json`` every
+                    second and shows a summary, every service's totals, dispatch pool usage and
+                    one page of the connection table, sortable by clicking a column heading.
 ``/status.json``    the same data: ``?page=N&size=N&sort=[-]COLUMN&state=STATE&service=NAME``.
                     Paging and sorting happen here, on live records, so a page costs the same
                     whether the process holds 50 or 50,000 connections: only the rows shown are
@@ -44,6 +44,7 @@ from muxserver.reactor.listen import format_address
 from muxserver.reactor.loop import ReactorState
 from muxserver.reactor.table import ConnectionState
 from muxserver.service import Peer, Service
+from muxserver.services.status_page import status_page
 
 if TYPE_CHECKING:
     from muxserver.reactor.stream import StreamConnection
@@ -112,7 +113,7 @@ class StatusService(Service):
 
     def page(self, query: dict[str, list[str]], peer: Peer) -> HTTPResponse:
         """The HTML status page."""
-        return HTTPResponse(200, _HTML, _PAGE.replace("__TITLE__", _html_escape(self.name)))
+        return HTTPResponse(200, _HTML, status_page(self.name))
 
     def status_json(self, query: dict[str, list[str]], peer: Peer) -> HTTPResponse:
         """One page of the connection table plus the summary, as JSON."""
@@ -291,134 +292,3 @@ def _row(snap: Any, now: float) -> dict[str, Any]:
         "idle": round(now - snap.last_activity, 3),
         "paused": list(snap.reading_paused),
     }
-
-
-def _html_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>__TITLE__ status</title>
-<style>
-body{font:14px system-ui,sans-serif;margin:1em 2em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1em}
-th,td{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}
-th{background:#f3f3f3;white-space:nowrap}
-td.t,th.t{text-align:left}
-#connections th{cursor:pointer}
-#connections th.sorted{background:#dde8ff}
-.muted{color:#777}
-</style></head><body>
-<h1>__TITLE__ <small class="muted">pid <span id="pid">?</span>,
-<span id="state">?</span></small></h1>
-<p id="summary" class="muted">loading...</p>
-<h2>Services</h2>
-<table id="services"><thead><tr><th class="t">service</th><th class="t">addresses</th>
-<th>open</th><th>requests</th><th>errors</th><th>bytes in</th><th>bytes out</th>
-<th>timeouts</th><th>refused</th></tr></thead><tbody></tbody></table>
-<h2>Dispatch</h2>
-<table id="dispatch"><thead><tr><th class="t">strategy</th><th>busy</th><th>queued</th>
-<th>capacity</th><th>completed</th><th>failed</th></tr></thead><tbody></tbody></table>
-<h2>Connections <small class="muted" id="states"></small></h2>
-<p><button id="prev">&lsaquo; prev</button> <span id="pageinfo"></span>
-<button id="next">next &rsaquo;</button>
-state <select id="filter"><option value="">all</option></select></p>
-<table id="connections"><thead><tr>
-<th data-sort="id">id</th><th class="t" data-sort="service">service</th>
-<th class="t" data-sort="client">client</th><th class="t" data-sort="peer">peer</th>
-<th class="t" data-sort="state">state</th><th class="t" data-sort="handler">request</th>
-<th data-sort="buffered_in">buffered in</th><th data-sort="bytes_in">bytes in</th>
-<th data-sort="bytes_out">bytes out</th><th data-sort="requests">requests</th>
-<th data-sort="in_flight">in flight</th><th data-sort="age">age s</th>
-<th data-sort="idle">idle s</th></tr></thead><tbody></tbody></table>
-<p class="muted">updated <span id="updated">never</span>
-(#<span id="sequence">0</span>, every second)</p>
-<script>
-"use strict";
-const view = {page: 1, size: 50, sort: "id", state: ""};
-const cols = ["id", "service", "client", "peer", "state", "handler", "buffered_in",
-              "bytes_in", "bytes_out", "requests", "in_flight", "age", "idle"];
-const left = new Set(["service", "client", "peer", "state", "handler"]);
-function $(id) { return document.getElementById(id); }
-function fill(tbody, rows, cells, cls) {
-  const body = document.createElement("tbody");
-  for (const row of rows) {
-    const tr = document.createElement("tr");
-    if (cls) tr.className = cls;
-    for (const [name, value] of cells(row)) {
-      const td = document.createElement("td");
-      td.textContent = value === null || value === undefined ? "" : String(value);
-      td.dataset.col = name;
-      if (left.has(name) || name === "addresses" || name === "name") td.className = "t";
-      tr.appendChild(td);
-    }
-    body.appendChild(tr);
-  }
-  tbody.replaceWith(body);
-}
-function render(d) {
-  $("pid").textContent = d.pid;
-  $("state").textContent = d.state;
-  const c = d.connections;
-  let text = `${c.open} open connections, ${c.accepted} accepted, ${c.closed} closed`;
-  if (d.loop) text += `; loop pass p50 ${d.loop.p50_ms} ms, p99 ${d.loop.p99_ms} ms`;
-  $("summary").textContent = text;
-  $("summary").dataset.open = c.open;
-  $("states").textContent = Object.entries(c.by_state).filter(e => e[1])
-    .map(e => `${e[0]} ${e[1]}`).join(", ");
-  const filter = $("filter");
-  if (filter.options.length === 1) {
-    for (const s of Object.keys(c.by_state)) filter.add(new Option(s, s));
-  }
-  fill(document.querySelector("#services tbody"), d.services, s => [
-    ["name", s.name], ["addresses", s.addresses.join(" ")], ["connections", s.connections],
-    ["requests", s.requests], ["errors", s.errors], ["bytes_in", s.bytes_in],
-    ["bytes_out", s.bytes_out], ["timeouts", s.timeouts], ["refused", s.refused]]);
-  fill(document.querySelector("#dispatch tbody"), d.dispatch, s => [
-    ["name", s.name], ["busy", s.busy], ["queued", s.queued], ["capacity", s.capacity || ""],
-    ["completed", s.completed === undefined ? "" : s.completed],
-    ["failed", s.failed === undefined ? "" : s.failed]]);
-  fill(document.querySelector("#connections tbody"), d.rows,
-       r => cols.map(name => [name, r[name]]), "conn");
-  const p = d.page;
-  $("pageinfo").textContent = `page ${p.number} of ${p.pages} (${p.total} rows)`;
-  $("prev").disabled = p.number <= 1;
-  $("next").disabled = p.number >= p.pages;
-  for (const th of document.querySelectorAll("#connections th")) {
-    const sorted = view.sort.replace("-", "") === th.dataset.sort;
-    th.classList.toggle("sorted", sorted);
-    th.textContent = th.textContent.replace(/ [\u25b2\u25bc]$/, "") +
-      (sorted ? (view.sort.startsWith("-") ? " \u25bc" : " \u25b2") : "");
-  }
-  $("updated").textContent = new Date().toLocaleTimeString();
-  $("sequence").textContent = d.sequence;
-}
-let timer = null;
-async function refresh() {
-  clearTimeout(timer);
-  const q = new URLSearchParams({page: view.page, size: view.size, sort: view.sort,
-                                 state: view.state});
-  try {
-    const answer = await fetch("status.json?" + q, {cache: "no-store"});
-    const d = await answer.json();
-    if (d.page && view.page > d.page.pages) { view.page = d.page.pages; }
-    render(d);
-  } catch (e) {
-    $("summary").textContent = "cannot reach the server: " + e;
-  }
-  timer = setTimeout(refresh, 1000);
-}
-for (const th of document.querySelectorAll("#connections th")) {
-  th.addEventListener("click", () => {
-    view.sort = view.sort === th.dataset.sort ? "-" + th.dataset.sort : th.dataset.sort;
-    view.page = 1;
-    refresh();
-  });
-}
-$("prev").addEventListener("click", () => { view.page = Math.max(1, view.page - 1); refresh(); });
-$("next").addEventListener("click", () => { view.page += 1; refresh(); });
-$("filter").addEventListener("change", e => { view.state = e.target.value; view.page = 1;
-                                              refresh(); });
-refresh();
-</script></body></html>
-"""

@@ -30,10 +30,10 @@ from muxserver.handlers.proxy import (
     ProxyState,
     SSLInfo,
     TLVType,
-    _crc32c,
     encode_v1,
     encode_v2,
 )
+from muxserver.handlers.proxy_header import crc32c_checksum
 from muxserver.testing import (
     assert_chunking_invariant,
     check_only_protocol_errors,
@@ -288,7 +288,7 @@ def test_v2_tlvs_are_parsed_by_type_and_noop_is_ignored() -> None:
 
 
 def test_v2_crc32c_is_checked() -> None:
-    assert _crc32c(b"123456789") == 0xE3069283  # the standard check value
+    assert crc32c_checksum(b"123456789") == 0xE3069283  # the standard check value
     header = encode_v2(("1.2.3.4", 1), ("5.6.7.8", 2), {TLVType.ALPN: b"h2"}, crc32c=True)
     assert TLVType.CRC32C in peer_update(header)["proxy_tlvs"]
     corrupted = header[:-1] + bytes([header[-1] ^ 1])
