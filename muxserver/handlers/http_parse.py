@@ -25,6 +25,14 @@ The rules, in the order the handler applies them to a request head:
 
 Line ends are strictly CRLF (see the decision in :mod:`muxserver.handlers.http`).
 
+Cost. Clients repeat themselves: the same request lines, the same ``Host``, ``User-Agent`` and
+``Accept`` lines, request after request and client after client. So a request line or field
+line that passed its check is remembered with its meaning (up to :data:`_SEEN_MAX` of each,
+the first ones seen, none longer than :data:`_SEEN_LINE_MAX` bytes) and is parsed next time
+by one dict lookup on its exact bytes. Only lines that passed are remembered, so the checks
+and the errors are the same as without the memory; a client sending ever-new lines fills it
+once and then pays for the regular expressions, as everyone did before.
+
 =================================  ======  =========================================
 problem                            status  where detected
 =================================  ======  =========================================
@@ -91,6 +99,13 @@ CHUNKED: Final = -1
 
 _REASONS: Final = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 
+_SEEN_MAX: Final = 512
+"""Most request lines, and most field lines, remembered after passing their check."""
+_SEEN_LINE_MAX: Final = 256
+"""Longest line remembered."""
+_REQUEST_LINES: Final[dict[bytes, tuple[bytes, bytes, bytes, bool]]] = {}
+_FIELD_LINES: Final[dict[bytes, tuple[bytes, bytes]]] = {}
+
 
 def reason_phrase(status: int) -> bytes:
     """The standard reason phrase for ``status`` (``b""`` for an unregistered code)."""
@@ -129,6 +144,10 @@ def parse_request_line(line: bytes) -> tuple[bytes, bytes, bytes, bool]:
     Raises:
         HTTPProtocolError: 400 for a malformed line, 505 for a major version other than 1.
     """
+    # hot path: a request line seen before is one dict lookup
+    parsed = _REQUEST_LINES.get(line)
+    if parsed is not None:
+        return parsed
     match = _REQUEST_LINE.fullmatch(line)
     if match is None:
         raise http_error(400, "malformed request line")
@@ -137,7 +156,10 @@ def parse_request_line(line: bytes) -> tuple[bytes, bytes, bytes, bool]:
         raise http_error(505, "only HTTP/1.0 and HTTP/1.1 are supported")
     if minor is None or len(minor) != 1:
         raise http_error(400, "malformed HTTP version")
-    return method, target, b"1." + minor, minor != b"0"
+    parsed = method, target, b"1." + minor, minor != b"0"
+    if len(line) <= _SEEN_LINE_MAX and len(_REQUEST_LINES) < _SEEN_MAX:
+        _REQUEST_LINES[line] = parsed
+    return parsed
 
 
 def parse_fields(block: bytes, max_count: int) -> list[tuple[bytes, bytes]]:
@@ -152,13 +174,19 @@ def parse_fields(block: bytes, max_count: int) -> list[tuple[bytes, bytes]]:
     lines = block.split(b"\r\n")
     if len(lines) > max_count:
         raise http_error(431, "too many header fields")
+    # hot path: one dict lookup per field line seen before
     fields = []
-    match = _FIELD_LINE.fullmatch
+    seen = _FIELD_LINES.get
     for line in lines:
-        m = match(line)
-        if m is None:
-            raise http_error(400, _field_problem(line))
-        fields.append((m[1].lower(), m[2].strip(b" \t")))
+        field = seen(line)
+        if field is None:
+            m = _FIELD_LINE.fullmatch(line)
+            if m is None:
+                raise http_error(400, _field_problem(line))
+            field = m[1].lower(), m[2].strip(b" \t")
+            if len(line) <= _SEEN_LINE_MAX and len(_FIELD_LINES) < _SEEN_MAX:
+                _FIELD_LINES[line] = field
+        fields.append(field)
     return fields
 
 

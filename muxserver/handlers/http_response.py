@@ -26,13 +26,19 @@ or LF in it (response splitting), a 1xx status (protocol switching is not suppor
 body on a 204/304 is a caller's bug: :class:`~muxserver.handlers.base.HandlerMisuseError`.
 ``Content-Length`` may be given for a HEAD or 304 response, where it describes the body a GET
 would have had. No ``Date`` header is added: handlers have no clock.
+
+Cost. Checking every header against the grammar is most of the work, and services answer with
+a handful of shapes (one status, the same few headers). So the checked status line and header
+lines are kept by ``(status, reason, headers)`` -- up to :data:`_HEADS_MAX` shapes, the first
+ones seen -- and a response whose shape was seen before costs one dict lookup plus its
+framing. A shape that cannot be a dict key (a ``bytearray`` value) is simply checked every time.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Hashable, Iterable
+from typing import Final, TypeAlias
 
 from muxserver.handlers.base import HandlerMisuseError
 from muxserver.handlers.http_parse import reason_phrase
@@ -48,6 +54,11 @@ Body = bytes | bytearray | memoryview | str | Iterable[bytes]
 _NAME: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VALUE: Final = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
 _NO_BODY_STATUSES: Final = frozenset((204, 304))
+
+_Head: TypeAlias = tuple[bytes, bytes | None, bool]
+"""A response's checked status line and header lines, its Content-Length, its own close."""
+_HEADS: Final[dict[Hashable, _Head]] = {}
+_HEADS_MAX: Final = 256
 
 
 class HTTPResponse:
@@ -97,34 +108,33 @@ def encode_response(
     Raises:
         HandlerMisuseError: for the caller's mistakes listed in the module docstring.
     """
+    # hot path: one call per response; a shape seen before costs one dict lookup
     status = response.status
     if not isinstance(status, int) or not 200 <= status <= 999:
         raise HandlerMisuseError(f"status must be an int in 200..999, not {status!r}")
-    reason = reason_phrase(status) if response.reason is None else response.reason
-    reason = _as_bytes(reason, "reason")
-    if _VALUE.fullmatch(reason) is None:
-        raise HandlerMisuseError(f"invalid reason phrase {reason!r}")
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-    length: bytes | None = None
-    for raw_name, raw_value in response.headers:
-        name = _as_bytes(raw_name, "header name")
-        value = _as_bytes(raw_value, "header value")
-        if _NAME.fullmatch(name) is None or _VALUE.fullmatch(value) is None:
-            raise HandlerMisuseError(f"invalid response header {name!r}: {value!r}")
-        lower = name.lower()
-        if lower == b"connection":
-            close = close or b"close" in (v.strip(b" \t").lower() for v in value.split(b","))
-            continue
-        if lower == b"transfer-encoding":
-            raise HandlerMisuseError("the handler frames responses: do not set Transfer-Encoding")
-        if lower == b"content-length":
-            length = value.strip(b" \t")
-            if not length.isdigit():
-                raise HandlerMisuseError(f"invalid Content-Length {value!r}")
-            continue
-        lines.append(b"%s: %s\r\n" % (name, value.strip(b" \t")))
-
+    try:
+        key: Hashable = (status, response.reason, tuple(response.headers))
+        head = _HEADS.get(key)
+    except TypeError:  # an unhashable header: check this response's head without the cache
+        key = None
+        head = None
+    if head is None:
+        head = _encode_head(status, response.reason, response.headers)
+        if key is not None and len(_HEADS) < _HEADS_MAX:
+            _HEADS[key] = head
+    start, length, own_close = head
+    close = close or own_close
     body = response.body
+    if (
+        type(body) is bytes
+        and length is None
+        and is_http11
+        and not (close or is_head or status in _NO_BODY_STATUSES)
+    ):
+        # hot path: what the general case below writes for a plain keep-alive answer
+        return b"%sContent-Length: %d\r\n\r\n%s" % (start, len(body), body), False
+
+    lines = [start]
     if isinstance(body, str):
         body = body.encode()
     chunks: Iterable[bytes] | None = None
@@ -163,6 +173,39 @@ def encode_response(
     if body and not is_head:
         lines.append(body)
     return b"".join(lines), close
+
+
+def _encode_head(status: int, reason: bytes | str | None, headers: HeaderItems) -> _Head:
+    """Check and encode the status line and the service's header lines (framing excluded).
+
+    Raises:
+        HandlerMisuseError: for a bad reason phrase or header, or a Transfer-Encoding header.
+    """
+    reason = reason_phrase(status) if reason is None else reason
+    reason = _as_bytes(reason, "reason")
+    if _VALUE.fullmatch(reason) is None:
+        raise HandlerMisuseError(f"invalid reason phrase {reason!r}")
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    length: bytes | None = None
+    close = False
+    for raw_name, raw_value in headers:
+        name = _as_bytes(raw_name, "header name")
+        value = _as_bytes(raw_value, "header value")
+        if _NAME.fullmatch(name) is None or _VALUE.fullmatch(value) is None:
+            raise HandlerMisuseError(f"invalid response header {name!r}: {value!r}")
+        lower = name.lower()
+        if lower == b"connection":
+            close = close or b"close" in (v.strip(b" \t").lower() for v in value.split(b","))
+            continue
+        if lower == b"transfer-encoding":
+            raise HandlerMisuseError("the handler frames responses: do not set Transfer-Encoding")
+        if lower == b"content-length":
+            length = value.strip(b" \t")
+            if not length.isdigit():
+                raise HandlerMisuseError(f"invalid Content-Length {value!r}")
+            continue
+        lines.append(b"%s: %s\r\n" % (name, value.strip(b" \t")))
+    return b"".join(lines), length, close
 
 
 def _check_chunk(chunk: object) -> bytes:
