@@ -1,6 +1,5 @@
 """The demo command: the chat room with three clients, port flags and clear start-up errors."""
 
-import os
 import signal
 import socket
 import subprocess
@@ -11,8 +10,7 @@ import pytest
 
 from muxserver.services.chat import ChatService, chat_handler
 from muxserver.testing.live import ReactorThread, connect
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.ops.support import ROOT, run_cli
 
 
 def read_lines(sock: socket.socket, count: int, timeout: float = 5.0) -> list[bytes]:
@@ -56,17 +54,6 @@ def test_three_chat_members_see_each_other_join_talk_and_leave():
         assert read_lines(carol, 1) == [b"* bob left"]
         for sock in (alice, bob, carol):
             sock.close()
-
-
-def run_cli(*args: str, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "muxserver", *args],
-        check=False,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def test_a_bad_port_flag_is_one_clear_line_and_status_2():

@@ -15,8 +15,8 @@ from muxserver.handlers.base import (
     Send,
 )
 from muxserver.handlers.echo import EchoHandler
-from tests.handlers.test_framing import split_at
-from tests.handlers.test_lines import run
+from muxserver.testing import split
+from tests.handlers.support import run
 
 
 def merge_sends(events: list[Event]) -> list[Event]:
@@ -69,7 +69,7 @@ def test_the_state_shows_unechoed_bytes_and_the_end() -> None:
 def test_echo_is_chunking_invariant_once_adjacent_sends_are_merged(
     data: bytes, cuts: list[int]
 ) -> None:
-    events, error = run(EchoHandler(), split_at(data, cuts))
+    events, error = run(EchoHandler(), split(data, cuts))
     assert error is None
     expected = [Send(data), EndOfInput()] if data else [EndOfInput()]
     assert merge_sends(events) == expected

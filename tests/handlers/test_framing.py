@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 
 import pytest
@@ -15,14 +14,7 @@ from muxserver.handlers.framing import (
     FramingError,
     MalformedFrameError,
 )
-
-
-def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
-    """Cut ``data`` at the given offsets (repeats give empty chunks)."""
-    points = sorted(min(cut, len(data)) for cut in cuts)
-    bounds = [0, *points, len(data)]
-    return [data[a:b] for a, b in itertools.pairwise(bounds)]
-
+from muxserver.testing import split
 
 chunk_cuts = st.lists(st.integers(min_value=0, max_value=4096), max_size=40)
 
@@ -104,8 +96,8 @@ def test_records_and_limit_errors_do_not_depend_on_chunking(
     def read(reader: FrameReader) -> bytes | None:
         return reader.read_until(delimiter, max_len)
 
-    assert pull_all(split_at(data, cuts), read) == pull_all([data], read)
-    assert pull_all(split_at(data, cuts), read) == pull_all(
+    assert pull_all(split(data, cuts), read) == pull_all([data], read)
+    assert pull_all(split(data, cuts), read) == pull_all(
         [data[i : i + 1] for i in range(len(data))], read
     )
 
@@ -115,7 +107,7 @@ def test_after_draining_the_buffer_holds_less_than_one_record_over_the_limit(
     data: bytes, cuts: list[int], max_len: int
 ) -> None:
     reader = FrameReader()
-    for chunk in split_at(data, cuts):
+    for chunk in split(data, cuts):
         reader.feed(chunk)
         try:
             while reader.read_until(b"\r\n", max_len) is not None:
@@ -182,7 +174,7 @@ def test_a_header_line_a_counted_body_and_more_lines_parse_under_any_chunking(
     bodies: list[bytes], cuts: list[int]
 ) -> None:
     stream = b"".join(b"SIZE %d\n%sEND\n" % (len(body), body) for body in bodies)
-    assert pull_all(split_at(stream, cuts), CountedMessages()) == (bodies, None)
+    assert pull_all(split(stream, cuts), CountedMessages()) == (bodies, None)
 
 
 # ---- length-prefixed frames ---------------------------------------------------------------------
@@ -232,7 +224,7 @@ def test_length_prefixed_frames_and_their_limit_do_not_depend_on_chunking(
         return reader.read_length_prefixed(header_size, max_len=max_len)
 
     expected = pull_all([stream], read)
-    assert pull_all(split_at(stream, cuts), read) == expected
+    assert pull_all(split(stream, cuts), read) == expected
     if max_len is None or all(len(body) <= max_len for body in bodies):
         assert expected == (bodies, None)
 
@@ -285,7 +277,7 @@ def test_netstrings_and_their_errors_do_not_depend_on_chunking(
         return reader.read_netstring(max_len)
 
     expected = pull_all([stream], read)
-    assert pull_all(split_at(stream, cuts), read) == expected
+    assert pull_all(split(stream, cuts), read) == expected
     if max_len is None or all(len(p) <= max_len for p in payloads):
         assert expected[0][: len(payloads)] == payloads
 
@@ -299,7 +291,7 @@ def test_random_bytes_only_ever_raise_framing_errors(data: bytes, cuts: list[int
         lambda r: r.read_length_prefixed(2, byteorder="little", max_len=100),
     ]
     for read in readers:
-        pull_all(split_at(data, cuts), read)
+        pull_all(split(data, cuts), read)
 
 
 # ---- end of input -------------------------------------------------------------------------------

@@ -10,38 +10,13 @@ from muxserver.handlers.base import (
     NEED_DATA,
     EndOfInput,
     Event,
-    Handler,
     HandlerMisuseError,
     HandlerState,
     ProtocolError,
 )
 from muxserver.handlers.lines import LineHandler, LineRequest
-from tests.handlers.test_framing import split_at
-
-Outcome = tuple[list[Event], tuple[str, bytes | None] | None]
-
-
-def run(handler: Handler, chunks: list[bytes]) -> Outcome:
-    """Feed each chunk and pull every event, then end the input; return events and any error.
-
-    An empty chunk only pulls events (feeding ``b""`` would mean end of input). The error is
-    returned as ``(message, reply)`` so two runs can be compared.
-    """
-    events: list[Event] = []
-    try:
-        for chunk in chunks:
-            if chunk:
-                handler.receive_data(chunk)
-            while (event := handler.next_event()) is not NEED_DATA:
-                assert isinstance(event, Event)
-                events.append(event)
-        handler.receive_data(b"")
-        while (event := handler.next_event()) is not NEED_DATA:
-            assert isinstance(event, Event)
-            events.append(event)
-    except ProtocolError as exc:
-        return events, (str(exc), exc.reply)
-    return events, None
+from muxserver.testing import split
+from tests.handlers.support import run
 
 
 def lines(*items: bytes) -> list[Event]:
@@ -172,7 +147,7 @@ def test_events_and_limit_errors_do_not_depend_on_chunking(
         return LineHandler(max_line_length=max_len, delimiter=delimiter)
 
     expected = run(make(), [data])
-    assert run(make(), split_at(data, cuts)) == expected
+    assert run(make(), split(data, cuts)) == expected
     assert run(make(), [data[i : i + 1] for i in range(len(data))]) == expected
 
 
@@ -182,7 +157,7 @@ def test_random_input_raises_only_protocol_errors_and_stays_within_the_limit(
 ) -> None:
     handler = LineHandler(max_line_length=10, delimiter=b"\r\n")
     try:
-        for chunk in split_at(data, cuts):
+        for chunk in split(data, cuts):
             if chunk:
                 handler.receive_data(chunk)
             while handler.next_event() is not NEED_DATA:

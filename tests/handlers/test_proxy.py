@@ -40,6 +40,7 @@ from muxserver.testing import (
     chunkings,
     mutations,
 )
+from tests.handlers.support import BufferingHandler
 
 # --- a tiny inner protocol: newline-terminated lines, answered with bytes ----------------
 
@@ -64,30 +65,17 @@ class Line(Request):
         return f"Line({self.text!r})"
 
 
-class LineHandler(Handler):
+class LineHandler(BufferingHandler):
     """Each LF-terminated line is a Request; ``send`` echoes the response bytes."""
 
     def __init__(self) -> None:
-        self.buffer = bytearray()
-        self.eof = False
+        super().__init__()
         self.done = False
         self.pending = 0
 
     @property
     def state(self) -> enum.Enum:
         return LineState.CLOSED if self.done else LineState.IDLE
-
-    @property
-    def buffered(self) -> int:
-        return len(self.buffer)
-
-    def receive_data(self, data: bytes) -> None:
-        if self.eof:
-            raise HandlerMisuseError("after EOF")
-        if data:
-            self.buffer += data
-        else:
-            self.eof = True
 
     def next_event(self) -> Event | NeedData | Paused:
         if self.done:

@@ -28,8 +28,8 @@ from muxserver.handlers.resp import (
     encode,
     encode_command,
 )
-from tests.handlers.test_framing import split_at
-from tests.handlers.test_lines import run
+from muxserver.testing import split
+from tests.handlers.support import run
 
 
 def commands(*arg_lists: list[bytes]) -> list[Any]:
@@ -278,7 +278,7 @@ def test_an_encoded_command_parses_back_to_its_arguments(
     stream = b"".join(encode_command(args) for args in arg_lists)
     expected = ([*commands(*arg_lists), EndOfInput()], None)
     assert run(RespHandler(), [stream]) == expected
-    assert run(RespHandler(), split_at(stream, cuts)) == expected
+    assert run(RespHandler(), split(stream, cuts)) == expected
 
 
 def test_str_and_int_arguments_are_encoded_as_clients_send_them() -> None:
@@ -323,7 +323,7 @@ def test_events_and_errors_do_not_depend_on_chunking(
 ) -> None:
     stream = b"".join(parts)
     expected = run(RespHandler(**limits), [stream])
-    assert run(RespHandler(**limits), split_at(stream, cuts)) == expected
+    assert run(RespHandler(**limits), split(stream, cuts)) == expected
     assert run(RespHandler(**limits), [stream[i : i + 1] for i in range(len(stream))]) == expected
 
 
@@ -359,7 +359,7 @@ def test_mutated_input_raises_only_protocol_errors_and_stays_within_the_limits(
     bound = max(limits["max_inline_length"], limits["max_bulk_length"]) + 1
     handler = RespHandler(**limits)
     try:
-        for chunk in split_at(stream, cuts):
+        for chunk in split(stream, cuts):
             if chunk:
                 handler.receive_data(chunk)
             while handler.next_event() is not NEED_DATA:

@@ -82,6 +82,30 @@ def running(*args: str, **options: Any) -> Iterator[Server]:
             server.process.communicate()
 
 
+def run_cli(*args: str, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m muxserver *args`` to completion; its output is captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "muxserver", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def line_exchange(address: tuple[str, int], line: bytes, timeout: float = 5.0) -> bytes:
+    """Send ``line`` and a newline on a fresh connection; return the reply up to its newline."""
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.sendall(line + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(4096)
+            assert chunk, data
+            data += chunk
+        return data
+
+
 def http_get(address: tuple[str, int], path: str, timeout: float = 5.0) -> tuple[int, bytes]:
     """One HTTP/1.1 GET with ``Connection: close``: (status, body)."""
     with socket.create_connection(address, timeout=timeout) as sock:

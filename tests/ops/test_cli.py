@@ -3,34 +3,10 @@
 import json
 import signal
 import socket
-import subprocess
-import sys
 
 import pytest
 
-from .support import ROOT, http_get, running
-
-
-def run_cli(*args: str, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "muxserver", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def line_exchange(address, line: bytes) -> bytes:
-    with socket.create_connection(address, timeout=5) as sock:
-        sock.sendall(line + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(4096)
-            assert chunk, data
-            data += chunk
-        return data
+from .support import http_get, line_exchange, run_cli, running
 
 
 @pytest.mark.parametrize(

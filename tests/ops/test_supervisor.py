@@ -8,18 +8,7 @@ import time
 
 import pytest
 
-from .support import children_of, http_get, running, wait_for
-
-
-def upper_line(address, line: bytes) -> bytes:
-    with socket.create_connection(address, timeout=10) as sock:
-        sock.sendall(line + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(4096)
-            assert chunk, data
-            data += chunk
-        return data
+from .support import children_of, http_get, line_exchange, running, wait_for
 
 
 @pytest.mark.timeout(40)
@@ -108,7 +97,9 @@ def test_sigterm_drains_every_worker_and_answers_requests_in_progress():
         address = server.address("tests.ops.apps:upper")
         workers = wait_for(lambda: len(children_of(server.pid)) == 2 and children_of(server.pid))
         answers: list[bytes] = []
-        slow = threading.Thread(target=lambda: answers.append(upper_line(address, b"sleep 1")))
+        slow = threading.Thread(
+            target=lambda: answers.append(line_exchange(address, b"sleep 1", timeout=10))
+        )
         slow.start()
         time.sleep(0.3)  # the request is in a worker now
         server.process.send_signal(signal.SIGTERM)

@@ -17,7 +17,6 @@ from muxserver.handlers.base import (
     Close,
     EndOfInput,
     Event,
-    Handler,
     HandlerMisuseError,
     NeedData,
     Paused,
@@ -26,6 +25,7 @@ from muxserver.handlers.base import (
     Request,
     Send,
 )
+from tests.handlers.support import BufferingHandler
 
 MAX_LINE = 32
 
@@ -57,12 +57,11 @@ class Command(Request):
         return f"Command({self.line!r})"
 
 
-class TinyHandler(Handler):
+class TinyHandler(BufferingHandler):
     """The made-up line protocol described in the module docstring."""
 
     def __init__(self) -> None:
-        self.buffer = bytearray()
-        self.eof = False
+        super().__init__()
         self.greeted = False
         self.done = False
         self.error: ProtocolError | None = None
@@ -78,18 +77,6 @@ class TinyHandler(Handler):
         if not self.greeted:
             return TinyState.GREETING
         return TinyState.PAUSED if self.waiting_slow else TinyState.READY
-
-    @property
-    def buffered(self) -> int:
-        return len(self.buffer)
-
-    def receive_data(self, data: bytes) -> None:
-        if self.eof:
-            raise HandlerMisuseError("receive_data() after end of input")
-        if data:
-            self.buffer += data
-        else:
-            self.eof = True
 
     def next_event(self) -> Event | NeedData | Paused:
         if self.error is not None:
