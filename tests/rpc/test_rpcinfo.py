@@ -52,15 +52,6 @@ def universal_address(port: int) -> str:
     return f"127.0.0.1.{port >> 8}.{port & 255}"
 
 
-@pytest.fixture
-def live() -> Iterator[ReactorThread]:
-    thread = ReactorThread()
-    try:
-        yield thread
-    finally:
-        thread.stop(grace=2.0)
-
-
 def start_demo(live: ReactorThread, *, register: bool = False) -> int:
     """Serve the demo on a free port (before the reactor runs); return the port."""
     lines = start_rpc_demo(live.reactor, "127.0.0.1", 0, register=register)

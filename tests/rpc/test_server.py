@@ -128,15 +128,6 @@ STRATEGIES = {
 }
 
 
-@pytest.fixture
-def live() -> Iterator[ReactorThread]:
-    thread = ReactorThread()
-    try:
-        yield thread
-    finally:
-        thread.stop(grace=2.0)
-
-
 def serve(live: ReactorThread, service: RPCService, **options: Any) -> RPCServer:
     """Start an RPCServer before the reactor thread runs (as registration requires)."""
     server = RPCServer(live.reactor, service, **options)
