@@ -314,7 +314,9 @@ class FramedHandler(Handler):
     that never pause (pipelined requests are all parsed at once):
 
     * ``_parse()`` returns the next event cut from ``self._reader`` or ``None`` when more bytes
-      are needed; it raises :class:`ProtocolError` for bad input.
+      are needed; it raises :class:`ProtocolError` for bad input. Once it has said ``None``,
+      ``next_event()`` answers :data:`NEED_DATA` without asking it again until bytes (or end
+      of input) arrive: ``_fed`` is false in between.
     * ``_parse_eof()`` is called once input has ended and ``_parse()`` found nothing; it
       returns a last event made of the remaining bytes, or ``None`` (the default, which drops
       them). :class:`EndOfInput` follows.
@@ -326,12 +328,13 @@ class FramedHandler(Handler):
     forever (so a driver that loops until ``NEED_DATA`` cannot spin).
     """
 
-    __slots__ = ("_closed", "_error", "_reader", "_unanswered")
+    __slots__ = ("_closed", "_error", "_fed", "_reader", "_unanswered")
 
     def __init__(self) -> None:
         self._reader = FrameReader()
         self._error: ProtocolError | None = None
         self._closed = False
+        self._fed = False  # input arrived since _parse() last needed more
         self._unanswered = 0
 
     @property
@@ -374,6 +377,7 @@ class FramedHandler(Handler):
             reader.feed(data)
         else:
             reader.feed_eof()
+        self._fed = True
 
     def next_event(self) -> Event | NeedData | Paused:
         """Return the next event or :data:`NEED_DATA`; never :data:`PAUSED`.
@@ -381,14 +385,16 @@ class FramedHandler(Handler):
         Raises:
             ProtocolError: the peer's input is invalid (raised again on every later call).
         """
+        # hot path: the pull that ends every read returns at the second test
         if self._error is not None:
             raise self._error.with_traceback(None)
-        if self._closed:
+        if self._closed or not self._fed:
             return NEED_DATA
         try:
             event = self._parse()
             if event is None:
                 if not self._reader.eof:
+                    self._fed = False
                     return NEED_DATA
                 event = self._parse_eof()
         except ProtocolError as exc:

@@ -249,7 +249,6 @@ class RespHandler(FramedHandler):
     __slots__ = (
         "_args",
         "_bulk_len",
-        "_drained",
         "_fast_span",
         "_max_bulk",
         "_max_inline",
@@ -278,7 +277,6 @@ class RespHandler(FramedHandler):
         # count, never past what the step path would accept as a header line.
         self._fast_span = min(_MAX_DIGITS + 3, max_inline_length + 2)
         self._ready: list[Command] = []  # cut by _parse_batch, not handed out; last is next
-        self._drained = False  # _parse_batch emptied the buffer and nothing was fed since
         self._args: list[bytes] = []
         self._remaining = 0
         self._bulk_len = -1
@@ -294,15 +292,6 @@ class RespHandler(FramedHandler):
     def _mid_request(self) -> bool:
         return self._remaining > 0
 
-    def receive_data(self, data: bytes) -> None:
-        """Append bytes from the peer; ``b""`` means end of input. Discarded after an error.
-
-        Raises:
-            HandlerMisuseError: if called after end of input.
-        """
-        self._drained = False
-        super().receive_data(data)
-
     def next_event(self) -> Event | NeedData | Paused:
         """Return the next :class:`Command`, :class:`~muxserver.handlers.base.EndOfInput` or
         :data:`~muxserver.handlers.base.NEED_DATA`; never ``PAUSED``.
@@ -313,13 +302,14 @@ class RespHandler(FramedHandler):
         # hot path: one call per command; one _parse_batch call cuts a whole pipelined read
         ready = self._ready
         if not ready:
-            if self._drained:
+            if not self._fed:
                 return NEED_DATA  # the pull that ends every read
             if self._remaining or self._error is not None or self._closed:
                 return super().next_event()
             batch = self._parse_batch()
             if not batch:
                 if batch is None and not self._reader.eof:
+                    self._fed = False
                     return NEED_DATA
                 return super().next_event()  # the step path decides
             self._ready = ready = batch
@@ -388,7 +378,7 @@ class RespHandler(FramedHandler):
         if at > start:
             reader.advance(at - start)
             ready.reverse()
-            self._drained = at == end
+            self._fed = at < end  # nothing left: the next pull needs no parse
         return ready
 
     def _parse(self) -> Command | None:
