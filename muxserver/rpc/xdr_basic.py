@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Iterable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = [
     "BOOL",
@@ -183,6 +183,14 @@ class Integer(XDRType[int]):
 
     def __repr__(self) -> str:
         return self.name.upper().replace(" ", "_").replace("UNSIGNED_", "U")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # struct.Struct does not pickle; its format does (services travel to worker processes).
+        return (_integer, (self.name, self._codec.format, self.low, self.high))
+
+
+def _integer(name: str, format: str, low: int, high: int) -> Integer:
+    return Integer(name, struct.Struct(format), low, high)
 
 
 INT: Integer = Integer("int", _INT32, -(2**31), 2**31 - 1)
