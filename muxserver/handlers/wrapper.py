@@ -99,6 +99,7 @@ class PreambleWrapper(Handler, Generic[StateT]):
         Raises:
             HandlerMisuseError: if called again after end of input.
         """
+        # hot path once handed over: one state check, then the inner handler
         if self._state is self._HANDED_OVER:
             self.inner.receive_data(data)
             return
