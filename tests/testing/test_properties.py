@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 
 from muxserver.handlers.base import (
     NEED_DATA,
@@ -46,6 +46,7 @@ def test_the_invariance_check_catches_a_chunking_dependent_handler() -> None:
 
 
 def test_the_invariance_check_fails_under_hypothesis_too() -> None:
+    @settings(derandomize=True, database=None)
     @given(chunkings(b"abc\ndef\n"))
     def check(chunks: list[bytes]) -> None:
         assert_chunking_invariant(ChunkCountingHandler, b"abc\ndef\n", chunks)
