@@ -14,40 +14,64 @@ from typing import Any
 
 from bench.peers.cli import BACKLOG, HOST, announce_ready, parse_listeners
 from bench.peers.minimal import HTTP_BODY, Session
-from muxserver.handlers.base import NEED_DATA, Close, Event, Handler, HandlerState, NeedData, Send
+from muxserver.handlers.base import (
+    NEED_DATA,
+    Close,
+    Event,
+    Handler,
+    HandlerMisuseError,
+    HandlerState,
+    NeedData,
+    Send,
+)
 from muxserver.reactor import Limits, Reactor, StreamServer
 
 
 class SessionHandler(Handler):
-    """Adapts a minimal ``Session`` (bytes in, bytes out) to the handler contract."""
+    """Adapts a minimal ``Session`` (bytes in, bytes out) to the handler contract.
 
-    __slots__ = ("_ended", "_reply", "_session")
+    Each read's replies come out as one :class:`Send`, then ``NEED_DATA``. The ``Send`` is
+    made on the first reply and refilled after that: a driver takes its ``data`` as soon as
+    it pulls the event (the reactor does), and an idle connection never pays for one.
+    """
+
+    __slots__ = ("_reply", "_send", "_session")
 
     def __init__(self, session: Session) -> None:
-        self._session = session
+        self._session: Session | None = session  # None once ended (end of input or Close)
         self._reply = b""
-        self._ended = False
+        self._send: Send | None = None
 
     @property
     def state(self) -> HandlerState:
-        return HandlerState.CLOSED if self._ended else HandlerState.IDLE
+        return HandlerState.CLOSED if self._session is None else HandlerState.IDLE
 
     def receive_data(self, data: bytes) -> None:
+        # hot path: once per read
+        session = self._session
+        if session is None:
+            raise HandlerMisuseError("data fed after the end of input")
         if data:
-            self._reply += self._session.feed(data)
+            self._reply += session.feed(data)
         else:
-            self._ended = True
+            self._session = None
 
     def next_event(self) -> Event | NeedData:
-        # hot path: at most one Send per read, then NEED_DATA
+        # hot path: twice per read -- the read's replies, then NEED_DATA
         reply = self._reply
         if reply:
             self._reply = b""
-            return Send(reply)
-        if self._ended or self._session.close_after:
-            self._ended = True
-            return Close()
-        return NEED_DATA
+            send = self._send
+            if send is None:
+                send = self._send = Send(reply)
+            else:
+                send.data = reply
+            return send
+        session = self._session
+        if session is not None and not session.close_after:
+            return NEED_DATA
+        self._session = None
+        return Close()
 
     def send(self, response: Any) -> bytes:
         raise AssertionError("minimal sessions answer by themselves")

@@ -254,12 +254,15 @@ class Reactor:
             if owner is None:
                 continue  # closed earlier in this pass
             try:
-                if mask & _READABLE:
+                if mask == READ:  # the common case: readable, nothing else
                     owner.handle_read()
-                if mask & _WRITABLE:
-                    owner.handle_write()
-                if mask & PRIORITY:
-                    owner.handle_priority()
+                else:
+                    if mask & _READABLE:
+                        owner.handle_read()
+                    if mask & _WRITABLE:
+                        owner.handle_write()
+                    if mask & PRIORITY:
+                        owner.handle_priority()
             except Exception:
                 log.exception("unhandled error in %r; the reactor goes on", owner)
         if self._timers:

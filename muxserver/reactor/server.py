@@ -79,6 +79,7 @@ class StreamServer:
         # request is within the cap too (stream.py checks only reads that complete nothing).
         self.read_size = min(self.limits.read_size, self.limits.max_input)
         self.high_water = self.limits.high_water
+        self.request_timeout = self.limits.request_timeout
         self.name = name
         self.on_fd_limit = on_fd_limit
         self.admit = admit

@@ -39,7 +39,10 @@ from muxserver.handlers.base import (
     PAUSED,
     Close,
     EndOfInput,
+    Event,
     Handler,
+    NeedData,
+    Paused,
     PeerUpdate,
     ProtocolError,
     Request,
@@ -115,6 +118,7 @@ class StreamConnection:
     """One accepted (or connected) stream socket and its record in the table."""
 
     __slots__ = (
+        "_fast",
         "_interest",
         "_out",
         "_paused",
@@ -172,6 +176,7 @@ class StreamConnection:
         self.request_started: float | None = None
         self.wheel_slot: int | None = None
         self._interest = READ | (PRIORITY if server.watch_urgent else 0)
+        self._fast = True
 
     def start(self) -> None:
         """Enter the table and the poller; tell the service. Called once, by the server."""
@@ -247,13 +252,9 @@ class StreamConnection:
 
     def handle_read(self) -> None:
         """The socket is readable (or hung up): read once and process what arrived."""
-        # hot path: one recv, one feed, the event loop, one flush
-        phase = self.phase
-        if phase is not _OPEN or not self._interest & READ:
-            if phase is _LINGERING:
-                self._linger_read()
-            elif phase is not _CLOSED:
-                self._check_hangup()
+        # hot path: one recv, one feed, the handler's events, one send
+        fast = self._fast
+        if not fast and not self._reading():
             return
         try:
             data = self.sock.recv(self.server.read_size)
@@ -263,31 +264,14 @@ class StreamConnection:
             self._io_error(exc)
             return
         self.last_activity = self.reactor.now
-        handler = self.handler
         self.bytes_in += len(data)
-        if self.layer is not None:
-            try:
-                plaintext = self.layer.receive(data)
-            except LayerError as exc:
-                log.info("%s: %s; dropping it", self._context(), exc)
-                self.abort()
+        if not fast or not data:
+            unwrapped = self._unwrap(data)
+            if unwrapped is None:
                 return
-            if plaintext is None:
-                data = b""  # the end of the layer's stream is the handler's end of input
-            elif plaintext:
-                data = plaintext
-            else:  # only the layer's own traffic (a handshake) so far
-                if self._out is not None:
-                    self._flush()
-                return
-        if data:
-            handler.receive_data(data)
-        else:
-            # End of input: stop watching for reads (a half-closed peer stays readable
-            # forever) and let the handler say what it means.
-            self.input_ended = True
-            self._set_interest(self._interest & ~(READ | PRIORITY))
-            handler.receive_data(b"")
+            data = unwrapped
+        handler = self.handler
+        handler.receive_data(data)
         self._processing = True
         completed = self._process()
         # _end_processing(), inlined for the common case of one answer and no backlog
@@ -296,6 +280,10 @@ class StreamConnection:
             self._flush()
         elif self.phase is _CLOSING and self._pending is None:
             self._finish_closing()
+        if completed and self.server.request_timeout is None:
+            # Nothing times out a request: only the input cap matters, and a read that
+            # completed something leaves less than one read (read_size <= max_input).
+            return
         if handler.buffered:
             # Part of a request is held: the next one if this read completed something
             # (its clock starts now), else the same one as before (its clock runs on).
@@ -303,9 +291,50 @@ class StreamConnection:
         elif self.request_started is not None:
             self.request_started = None
 
+    def _reading(self) -> bool:
+        """Off the fast path: whether a read event should read the socket at all."""
+        phase = self.phase
+        if phase is not _OPEN or not self._interest & READ:
+            if phase is _LINGERING:
+                self._linger_read()
+            elif phase is not _CLOSED:
+                self._check_hangup()
+            return False
+        return True
+
+    def _unwrap(self, data: bytes) -> bytes | None:
+        """Off the fast path: pass ``data`` through the layer, and note the end of input.
+
+        Returns what the handler is to receive (``b""`` for its end of input), or ``None``
+        when there is nothing for it (a handshake, or the connection was dropped).
+        """
+        if self.layer is not None:
+            try:
+                plaintext = self.layer.receive(data)
+            except LayerError as exc:
+                log.info("%s: %s; dropping it", self._context(), exc)
+                self.abort()
+                return None
+            if plaintext is None:
+                data = b""  # the end of the layer's stream is the handler's end of input
+            elif plaintext:
+                return plaintext
+            else:  # only the layer's own traffic (a handshake) so far
+                if self._out is not None:
+                    self._flush()
+                return None
+        if not data:
+            # End of input: stop watching for reads (a half-closed peer stays readable
+            # forever) and let the handler say what it means.
+            self.input_ended = True
+            self._fast = False
+            self._set_interest(self._interest & ~(READ | PRIORITY))
+        return data
+
     def install_layer(self, layer: StreamLayer) -> None:
         """Put ``layer`` between the socket and the handler from now on (e.g. STARTTLS)."""
         self.layer = layer
+        self._fast = False
         layer.attach(self._write_raw, self.peer.extra.update)
 
     def _check_hangup(self) -> None:
@@ -363,52 +392,65 @@ class StreamConnection:
 
         Returns whether any event was produced (something completed).
         """
-        # hot path: one next_event() per request, then NEED_DATA
+        # hot path: one next_event() per request, then NEED_DATA; on the fast path a Send
+        # goes straight to the output
         next_event = self.handler.next_event
         produced = False
-        while not self._paused:
-            phase = self.phase
-            if phase is not _OPEN and phase is not _DRAINING:
-                return True
+        while True:
+            if not self._fast:
+                if self._paused:
+                    return produced
+                phase = self.phase
+                if phase is not _OPEN and phase is not _DRAINING:
+                    return True
             try:
                 event = next_event()
-            except ProtocolError as exc:
-                self._protocol_error(exc)
-                return True
-            except Exception:
-                log.exception("handler failed on %s; closing it", self._context())
-                self.abort()
+            except Exception as exc:
+                self._event_failed(exc)
                 return True
             if event is NEED_DATA:
-                if phase is _DRAINING:
+                if self.phase is _DRAINING:
                     self._enqueue(_CLOSE, None)
                 return produced
             produced = True
-            if isinstance(event, Request):
+            if type(event) is Send and self._fast:
+                self._write_raw(event.data)
+            elif isinstance(event, Request):
                 self._request(event)
-            elif type(event) is Send:
-                if self._pending is None and self.layer is None:
-                    self._write_raw(event.data)
-                elif self._pending is None:
-                    self.write(event.data)
-                else:
-                    self._enqueue(_BYTES, event.data)
-            elif event is PAUSED:
-                self._paused |= _PAUSE_HANDLER
+            elif not self._other_event(event):
                 return True
-            elif type(event) is PeerUpdate:
-                self.peer.extra.update(event.extra)
-            elif type(event) is Close or type(event) is EndOfInput:
-                self._enqueue(_CLOSE, None)
-                return True
-            elif type(event) is UpgradeLayer:
-                if not self._upgrade(event):
-                    return True
+
+    def _other_event(self, event: Event | NeedData | Paused) -> bool:
+        """Off the fast path: act on any event but a request. Returns whether to go on."""
+        if type(event) is Send:
+            if self._pending is None:
+                self.write(event.data)
             else:
-                log.error("handler produced an unknown event %r on %s", event, self._context())
-                self.abort()
-                return True
-        return produced
+                self._enqueue(_BYTES, event.data)
+        elif event is PAUSED:
+            self._paused |= _PAUSE_HANDLER
+            self._fast = False
+            return False
+        elif type(event) is PeerUpdate:
+            self.peer.extra.update(event.extra)
+        elif type(event) is Close or type(event) is EndOfInput:
+            self._enqueue(_CLOSE, None)
+            return False
+        elif type(event) is UpgradeLayer:
+            return self._upgrade(event)
+        else:
+            log.error("handler produced an unknown event %r on %s", event, self._context())
+            self.abort()
+            return False
+        return True
+
+    def _event_failed(self, exc: Exception) -> None:
+        """``next_event()`` raised: the peer's fault (a protocol error) or the handler's."""
+        if isinstance(exc, ProtocolError):
+            self._protocol_error(exc)
+        else:
+            log.error("handler failed on %s; closing it", self._context(), exc_info=exc)
+            self.abort()
 
     def _upgrade(self, event: UpgradeLayer) -> bool:
         """STARTTLS: last plaintext reply, new layer, then the handler's leftover through it."""
@@ -438,8 +480,9 @@ class StreamConnection:
         strategy = server.strategy if request.strategy is None else server.route(request)
         if strategy.inline and self._pending is None:
             # hot path: answer synchronously, nothing queued ahead of us
+            peer = self._peer
             try:
-                response = server.service.handle(request, self.peer)
+                response = server.service.handle(request, self.peer if peer is None else peer)
             except Exception as exc:
                 self._write_failure(exc)
                 return
@@ -457,6 +500,7 @@ class StreamConnection:
         slot: list[Any] = [_WAITING, None]
         if self._pending is None:
             self._pending = collections.deque()
+            self._fast = False
         self._pending.append(slot)
         self.in_flight += 1
         if self.in_flight >= server.limits.max_in_flight:
@@ -513,6 +557,7 @@ class StreamConnection:
         self._pending.append([kind, value])
         if kind == _CLOSE:
             self.phase = Phase.CLOSING
+            self._fast = False
             self._set_interest(self._interest & ~(READ | PRIORITY))
 
     def _flush_pending(self) -> None:
@@ -540,10 +585,12 @@ class StreamConnection:
                 self.write(value)
             else:
                 self._pending = None
+                self._refresh_fast()
                 self._start_closing()
                 return
         if not pending:
             self._pending = None
+            self._refresh_fast()
         if sent_answer:
             # An answer can change what the handler says next (it may resume from PAUSED,
             # or close after a "Connection: close" response), so ask it again.
@@ -643,6 +690,7 @@ class StreamConnection:
 
     def _pause(self, reason: int) -> None:
         self._paused |= reason
+        self._fast = False
         if self._interest & READ:
             self._set_interest(self._interest & ~(READ | PRIORITY))
 
@@ -650,6 +698,7 @@ class StreamConnection:
         if not self._paused & reason:
             return
         self._paused &= ~reason
+        self._refresh_fast()
         if self._paused or self.phase is Phase.CLOSED or self._processing:
             return  # still paused, gone, or an outer _process() loop picks up from here
         # Events already buffered in the handler come first, then the socket again.
@@ -659,6 +708,21 @@ class StreamConnection:
         if not self._paused and self.phase is Phase.OPEN and not self.input_ended:
             urgent = PRIORITY if self.server.watch_urgent else 0
             self._set_interest(self._interest | READ | urgent)
+
+    def _refresh_fast(self) -> None:
+        """Recompute ``_fast`` after a change to anything it sums up (never on the hot path).
+
+        ``_fast`` is true while the connection is open, reading, not paused, without a layer
+        and with no answer queued behind a dispatched request: then a read needs no other
+        check, and a Send is written as it comes.
+        """
+        self._fast = (
+            self.phase is _OPEN
+            and not self._paused
+            and self._pending is None
+            and self.layer is None
+            and not self.input_ended
+        )
 
     def _set_interest(self, mask: int) -> None:
         if mask != self._interest and self.phase is not Phase.CLOSED:
@@ -690,6 +754,7 @@ class StreamConnection:
             # Inside the inline answer of the current request: stop parsing now and let
             # _end_processing() finish the close once that answer is queued.
             self.phase = Phase.CLOSING
+            self._fast = False
             self._set_interest(self._interest & ~(READ | PRIORITY))
         else:
             self._enqueue(_CLOSE, None)
@@ -713,6 +778,7 @@ class StreamConnection:
         if self.phase is not _OPEN:
             return
         self.phase = Phase.DRAINING
+        self._fast = False
         self._set_interest(self._interest & ~(READ | PRIORITY))
         if not self._paused:
             self._process()
@@ -723,6 +789,7 @@ class StreamConnection:
         if self.phase is Phase.CLOSED or self.phase is Phase.LINGERING:
             return
         self.phase = Phase.CLOSING
+        self._fast = False
         self._set_interest(self._interest & ~(READ | PRIORITY))
         if self.layer is not None:
             self._write_raw(self.layer.close())
@@ -743,6 +810,7 @@ class StreamConnection:
             self.abort()
             return
         self.phase = Phase.LINGERING
+        self._fast = False
         self._set_interest(READ)
         if self.server.wheel is not None:
             self.server.wheel.remove(self)
@@ -770,6 +838,7 @@ class StreamConnection:
         if self.phase is Phase.CLOSED:
             return
         self.phase = Phase.CLOSED
+        self._fast = False
         self.reactor.poller.unregister(self.fd)
         self.sock.close()
         self.reactor.table.remove(self)
