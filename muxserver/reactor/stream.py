@@ -390,11 +390,14 @@ class StreamConnection:
     def _process(self) -> bool:
         """Pull events from the handler while reading is not paused.
 
-        Returns whether any event was produced (something completed).
+        Called inside a batch (``_processing`` set: writes are gathered) except while
+        draining, which is never the fast path. Returns whether any event was produced
+        (something completed).
         """
         # hot path: one next_event() per request, then NEED_DATA; on the fast path a Send
         # goes straight to the output
         next_event = self.handler.next_event
+        high_water = self.server.high_water
         produced = False
         while True:
             if not self._fast:
@@ -414,7 +417,17 @@ class StreamConnection:
                 return produced
             produced = True
             if type(event) is Send and self._fast:
-                self._write_raw(event.data)
+                # _write_raw() inlined: the fast path runs only inside a batch, so queue it
+                data = event.data
+                if data:
+                    out = self._out
+                    if out is None:
+                        self._out = [data]
+                    else:
+                        out.append(data)
+                    self.out_bytes += len(data)
+                    if self.out_bytes > high_water:
+                        self._over_high_water()
             elif isinstance(event, Request):
                 self._request(event)
             elif not self._other_event(event):
@@ -625,17 +638,20 @@ class StreamConnection:
         if not self._processing:
             self._flush()
         if self.out_bytes > self.server.high_water:
-            if self.out_bytes > self.server.limits.max_output:
-                log.warning(
-                    "%s: %d bytes of output unsent (limit %d): the peer is not reading; "
-                    "dropping it",
-                    self._context(),
-                    self.out_bytes,
-                    self.server.limits.max_output,
-                )
-                self.abort()
-            elif not self._paused & _PAUSE_OUTPUT:
-                self._pause(_PAUSE_OUTPUT)
+            self._over_high_water()
+
+    def _over_high_water(self) -> None:
+        """Unsent output passed the high water mark: stop reading, or drop a non-reader."""
+        if self.out_bytes > self.server.limits.max_output:
+            log.warning(
+                "%s: %d bytes of output unsent (limit %d): the peer is not reading; dropping it",
+                self._context(),
+                self.out_bytes,
+                self.server.limits.max_output,
+            )
+            self.abort()
+        elif not self._paused & _PAUSE_OUTPUT:
+            self._pause(_PAUSE_OUTPUT)
 
     def handle_write(self) -> None:
         """The socket can take more output."""
