@@ -8,7 +8,10 @@ it returns. The order of calls for one connection is::
     connection_made  ->  handle*  ->  connection_lost
 
 ``connection_made`` and ``connection_lost`` always run in the reactor thread, so they may keep
-per-connection state (a chat room's member list) without locks. ``handle`` runs wherever the
+per-connection state (a chat room's member list) without locks. ``connection_made`` waits until
+the peer is admitted -- after a PROXY header, an authentication exchange or a TLS handshake
+with an authorizer, when those are in use -- so a refused peer never reaches service code;
+``connection_lost`` follows only a ``connection_made``. ``handle`` runs wherever the
 strategy puts it; in a worker process, changes it makes to the service's attributes stay in
 that process (return the change as part of the result instead).
 """
@@ -92,7 +95,7 @@ class Service:
         raise NotImplementedError
 
     def connection_made(self, connection: PushTarget, peer: Peer) -> None:
-        """Called in the reactor thread when a connection opens, before any request."""
+        """Called in the reactor thread once the peer is admitted, before any request."""
 
     def connection_lost(self, connection: PushTarget, peer: Peer) -> None:
         """Called in the reactor thread once, when the connection has closed."""

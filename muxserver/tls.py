@@ -139,6 +139,11 @@ class TLSLayer(StreamLayer):
         """The layer's :class:`TLSState`."""
         return self._state
 
+    @property
+    def admitted(self) -> bool:
+        """True once the handshake completed and the peer was authorized."""
+        return self._state is TLSState.OPEN or self._state is TLSState.PEER_CLOSED
+
     def attach(
         self, write_raw: Callable[[bytes], None], update_peer: Callable[[dict[str, Any]], None]
     ) -> None:

@@ -231,6 +231,18 @@ class Handler:
         """Bytes received and not yet consumed into events (for limits and the status page)."""
         return 0
 
+    @property
+    def admitted(self) -> bool:
+        """Whether the protocol has let the peer in.
+
+        False while a preamble runs that may refuse the peer (a PROXY header, an
+        authentication exchange): the driver starts the service's side of the connection
+        (``connection_made``) only once this is true -- checked when the handler produces a
+        :class:`PeerUpdate` -- so no service code runs for a peer that is refused. The
+        default is true from the start.
+        """
+        return True
+
     def receive_data(self, data: bytes) -> None:
         """Append bytes from the peer; ``b""`` means end of input.
 

@@ -85,6 +85,11 @@ class PreambleWrapper(Handler, Generic[StateT]):
         return self._state
 
     @property
+    def admitted(self) -> bool:
+        """Not before the hand-over; then whatever the inner handler says."""
+        return self._state is self._HANDED_OVER and self.inner.admitted
+
+    @property
     def buffered(self) -> int:
         """Preamble bytes held; the inner handler's count once handed over."""
         if self._state is self._HANDED_OVER:

@@ -66,6 +66,15 @@ class StreamLayer:
         """Bytes to write before the connection half-closes (e.g. TLS close_notify)."""
         return b""
 
+    @property
+    def admitted(self) -> bool:
+        """Whether the layer has let the peer in (TLS: handshake done and authorized).
+
+        Checked when the layer calls ``update_peer``; the service's ``connection_made`` waits
+        for it (see ``Handler.admitted``). The default is true from the start.
+        """
+        return True
+
 
 class UpgradeLayer(Event):
     """Handler event: put a new layer under this handler from the next byte on (STARTTLS).

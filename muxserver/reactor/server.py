@@ -241,7 +241,7 @@ class StreamServer:
         self.requests_closed += connection.requests
         self.bytes_in_closed += connection.bytes_in
         self.bytes_out_closed += connection.bytes_out
-        if self.wants_lifecycle:
+        if connection.service_started:
             try:
                 self.service.connection_lost(connection, connection.peer)
             except Exception:

@@ -106,6 +106,11 @@ class Phase(enum.Enum):
     CLOSED = "closed"
 
 
+# Where the service's side of a connection stands (StreamConnection._lifecycle).
+_SERVICE_NONE = 0  # the service has no connection_made / connection_lost hooks
+_SERVICE_WAITING = 1  # it has; the handler or layer has not admitted the peer yet
+_SERVICE_STARTED = 2  # connection_made was called; connection_lost is due at close
+
 # Module-level aliases: the hot path compares phases by identity without attribute lookups.
 _OPEN = Phase.OPEN
 _DRAINING = Phase.DRAINING
@@ -120,6 +125,7 @@ class StreamConnection:
     __slots__ = (
         "_fast",
         "_interest",
+        "_lifecycle",
         "_out",
         "_paused",
         "_peer",
@@ -177,18 +183,37 @@ class StreamConnection:
         self.wheel_slot: int | None = None
         self._interest = READ | (PRIORITY if server.watch_urgent else 0)
         self._fast = True
+        self._lifecycle = _SERVICE_WAITING if server.wants_lifecycle else _SERVICE_NONE
 
     def start(self) -> None:
         """Enter the table and the poller; tell the service. Called once, by the server."""
         self.reactor.table.add(self)
         self.reactor.poller.register(self.fd, self._interest, self)
         self.server.watch_deadline(self)
-        if self.server.wants_lifecycle:
-            try:
-                self.server.service.connection_made(self, self.peer)
-            except Exception:
-                log.exception("connection_made failed for %s; closing it", self._context())
-                self.abort()
+        self._admit()
+
+    def _admit(self) -> None:
+        """Start the service's side (``connection_made``) once handler and layer admit the peer.
+
+        Called at start and whenever the handler or the layer reports facts about the peer --
+        the moments a preamble (PROXY header, authentication, TLS handshake) can end -- so a
+        refused peer never reaches service code.
+        """
+        if self._lifecycle != _SERVICE_WAITING or not self.handler.admitted:
+            return
+        if self.layer is not None and not self.layer.admitted:
+            return
+        self._lifecycle = _SERVICE_STARTED
+        try:
+            self.server.service.connection_made(self, self.peer)
+        except Exception:
+            log.exception("connection_made failed for %s; closing it", self._context())
+            self.abort()
+
+    @property
+    def service_started(self) -> bool:
+        """Whether ``connection_made`` was called (so ``connection_lost`` is due at close)."""
+        return self._lifecycle == _SERVICE_STARTED
 
     # -- identity -----------------------------------------------------------------------
 
@@ -335,7 +360,12 @@ class StreamConnection:
         """Put ``layer`` between the socket and the handler from now on (e.g. STARTTLS)."""
         self.layer = layer
         self._fast = False
-        layer.attach(self._write_raw, self.peer.extra.update)
+        layer.attach(self._write_raw, self._layer_learned)
+
+    def _layer_learned(self, extra: dict[str, Any]) -> None:
+        """The layer reports facts about the peer (a finished TLS handshake)."""
+        self.peer.extra.update(extra)
+        self._admit()
 
     def _check_hangup(self) -> None:
         """Readiness while not reading can only be an error or hang-up: close on an error."""
@@ -446,6 +476,7 @@ class StreamConnection:
             return False
         elif type(event) is PeerUpdate:
             self.peer.extra.update(event.extra)
+            self._admit()
         elif type(event) is Close or type(event) is EndOfInput:
             self._enqueue(_CLOSE, None)
             return False
