@@ -21,7 +21,7 @@ from muxserver.reactor.limits import Limits, UrgentPolicy
 from muxserver.reactor.listen import Listener, bind_tcp, bind_unix, format_address
 from muxserver.reactor.loop import Reactor
 from muxserver.reactor.stream import StreamConnection
-from muxserver.reactor.timers import DeadlineWheel, Timer
+from muxserver.reactor.timers import Deadlined, DeadlineWheel, Timer
 from muxserver.service import Peer, Service, as_service
 
 __all__ = ["StreamServer"]
@@ -276,7 +276,7 @@ class StreamServer:
 
     # -- timeouts -------------------------------------------------------------------------
 
-    def watch_deadline(self, connection: StreamConnection) -> None:
+    def watch_deadline(self, connection: Deadlined) -> None:
         """File ``connection`` under its current deadline and make sure a sweep is due."""
         if self.wheel is not None:
             self.wheel.file(connection)

@@ -1,4 +1,4 @@
-"""Stream connections (TCP, Unix): reading, ordered responses, flow control, closing.
+"""Stream connections (TCP, Unix): reading, events, the public connection API, closing.
 
 A :class:`StreamConnection` is at once the socket's poller owner and its record in the
 connection table. It feeds received bytes to its handler, turns the handler's events into
@@ -6,16 +6,11 @@ service calls (through the dispatch strategy), and writes the answers back **in 
 order**: every request, ``Send`` and ``Close`` takes a slot in a queue, and slots leave from
 the head only once they are complete.
 
-Flow control -- the only rules about when a connection reads:
-
-* It reads while no *pause reason* is set. The reasons are: unsent output above the high
-  water mark (cleared at the low mark); too many requests in flight; the dispatch strategy is
-  saturated; the handler returned PAUSED (cleared when an answer is sent). Each reason is a
-  bit; reading resumes when the last bit clears.
-* While paused, no socket reads happen *and* no buffered events are pulled from the handler:
-  nothing is dispatched after a pause.
-* Unsent output past ``Limits.max_output`` (a peer that never reads while others push to it)
-  drops the connection.
+The connection is one object written in three modules: this one (reading, the handler's
+events, the public API, closing, deadlines), :mod:`~muxserver.reactor.responses` (the ordered
+response queue) and :mod:`~muxserver.reactor.output` (writing and flow control -- the only
+rules about when a connection reads). :mod:`~muxserver.reactor.connstate` holds what they
+share.
 
 Closing: ``Close``/``EndOfInput`` (or a protocol error) move the connection to CLOSING: no
 more events; once earlier answers are flushed it half-closes its side and *lingers* --
@@ -26,12 +21,10 @@ answer is not destroyed by a reset. ``abort()`` closes at once.
 from __future__ import annotations
 
 import collections
-import enum
 import errno
 import logging
 import math
 import socket
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from muxserver.handlers.base import (
@@ -48,8 +41,26 @@ from muxserver.handlers.base import (
     Request,
     Send,
 )
+from muxserver.reactor.connstate import (
+    CLOSED,
+    CLOSING,
+    DISCONNECT_ERRNOS,
+    DRAINING,
+    LINGERING,
+    OPEN,
+    PAUSE_HANDLER,
+    PAUSE_NAMES,
+    SERVICE_NONE,
+    SERVICE_STARTED,
+    SERVICE_WAITING,
+    SLOT_BYTES,
+    SLOT_CLOSE,
+    Phase,
+)
 from muxserver.reactor.layer import LayerError, StreamLayer, UpgradeLayer
-from muxserver.reactor.poller import PRIORITY, READ, WRITE
+from muxserver.reactor.output import OutputMixin
+from muxserver.reactor.poller import PRIORITY, READ
+from muxserver.reactor.responses import ResponseQueueMixin
 from muxserver.reactor.table import ConnectionSnapshot, ConnectionState
 from muxserver.service import Peer
 
@@ -60,66 +71,8 @@ __all__ = ["Phase", "StreamConnection"]
 
 log = logging.getLogger("muxserver.connection")
 
-_DISCONNECT_ERRNOS = frozenset(
-    {
-        errno.ECONNRESET,
-        errno.EPIPE,
-        errno.ECONNABORTED,
-        errno.ESHUTDOWN,
-        errno.ETIMEDOUT,
-        errno.ENOTCONN,
-        errno.EHOSTUNREACH,
-        errno.ENETUNREACH,
-        errno.ENETRESET,
-    }
-)
 
-# Pause reasons (bits of StreamConnection._paused).
-_PAUSE_OUTPUT = 1
-_PAUSE_IN_FLIGHT = 2
-_PAUSE_STRATEGY = 4
-_PAUSE_HANDLER = 8
-_PAUSE_NAMES = {
-    _PAUSE_OUTPUT: "output",
-    _PAUSE_IN_FLIGHT: "in_flight",
-    _PAUSE_STRATEGY: "strategy",
-    _PAUSE_HANDLER: "handler",
-}
-
-# Slot kinds in the ordered response queue.
-_WAITING = 0
-_ANSWERED = 1
-_FAILED = 2
-_BYTES = 3
-_CLOSE = 4
-
-_IOV_MAX = 512
-
-
-class Phase(enum.Enum):
-    """A connection's life cycle: OPEN -> (DRAINING ->) CLOSING -> (LINGERING ->) CLOSED."""
-
-    OPEN = "open"
-    DRAINING = "draining"
-    CLOSING = "closing"
-    LINGERING = "lingering"
-    CLOSED = "closed"
-
-
-# Where the service's side of a connection stands (StreamConnection._lifecycle).
-_SERVICE_NONE = 0  # the service has no connection_made / connection_lost hooks
-_SERVICE_WAITING = 1  # it has; the handler or layer has not admitted the peer yet
-_SERVICE_STARTED = 2  # connection_made was called; connection_lost is due at close
-
-# Module-level aliases: the hot path compares phases by identity without attribute lookups.
-_OPEN = Phase.OPEN
-_DRAINING = Phase.DRAINING
-_CLOSING = Phase.CLOSING
-_LINGERING = Phase.LINGERING
-_CLOSED = Phase.CLOSED
-
-
-class StreamConnection:
+class StreamConnection(ResponseQueueMixin, OutputMixin):
     """One accepted (or connected) stream socket and its record in the table."""
 
     __slots__ = (
@@ -164,7 +117,7 @@ class StreamConnection:
         self.layer: StreamLayer | None = None
         self.peer_address = peer_address
         self.id = reactor.table.new_id()
-        self.phase = Phase.OPEN
+        self.phase = OPEN
         self._peer: Peer | None = None
         self._out: list[bytes | memoryview] | None = None
         self.out_bytes = 0
@@ -183,7 +136,7 @@ class StreamConnection:
         self.wheel_slot: int | None = None
         self._interest = READ | (PRIORITY if server.watch_urgent else 0)
         self._fast = True
-        self._lifecycle = _SERVICE_WAITING if server.wants_lifecycle else _SERVICE_NONE
+        self._lifecycle = SERVICE_WAITING if server.wants_lifecycle else SERVICE_NONE
 
     def start(self) -> None:
         """Enter the table and the poller; tell the service. Called once, by the server."""
@@ -199,11 +152,11 @@ class StreamConnection:
         the moments a preamble (PROXY header, authentication, TLS handshake) can end -- so a
         refused peer never reaches service code.
         """
-        if self._lifecycle != _SERVICE_WAITING or not self.handler.admitted:
+        if self._lifecycle != SERVICE_WAITING or not self.handler.admitted:
             return
         if self.layer is not None and not self.layer.admitted:
             return
-        self._lifecycle = _SERVICE_STARTED
+        self._lifecycle = SERVICE_STARTED
         try:
             self.server.service.connection_made(self, self.peer)
         except Exception:
@@ -213,7 +166,7 @@ class StreamConnection:
     @property
     def service_started(self) -> bool:
         """Whether ``connection_made`` was called (so ``connection_lost`` is due at close)."""
-        return self._lifecycle == _SERVICE_STARTED
+        return self._lifecycle == SERVICE_STARTED
 
     # -- identity -----------------------------------------------------------------------
 
@@ -229,10 +182,10 @@ class StreamConnection:
     def state(self) -> ConnectionState:
         """The state of this connection's partially finished request (derived, never stale)."""
         phase = self.phase
-        if phase is not Phase.OPEN:
-            if phase is Phase.DRAINING:
+        if phase is not OPEN:
+            if phase is DRAINING:
                 return ConnectionState.DRAINING
-            return ConnectionState.CLOSED if phase is Phase.CLOSED else ConnectionState.CLOSING
+            return ConnectionState.CLOSED if phase is CLOSED else ConnectionState.CLOSING
         if self.in_flight:
             return ConnectionState.DISPATCHED
         if self.out_bytes:
@@ -259,7 +212,7 @@ class StreamConnection:
             in_flight=self.in_flight,
             created=self.created,
             last_activity=self.last_activity,
-            reading_paused=tuple(n for bit, n in _PAUSE_NAMES.items() if self._paused & bit),
+            reading_paused=tuple(n for bit, n in PAUSE_NAMES.items() if self._paused & bit),
         )
 
     def _context(self) -> str:
@@ -303,7 +256,7 @@ class StreamConnection:
         self._processing = False
         if self._out is not None:
             self._flush()
-        elif self.phase is _CLOSING and self._pending is None:
+        elif self.phase is CLOSING and self._pending is None:
             self._finish_closing()
         if completed and self.server.request_timeout is None:
             # Nothing times out a request: only the input cap matters, and a read that
@@ -319,10 +272,10 @@ class StreamConnection:
     def _reading(self) -> bool:
         """Off the fast path: whether a read event should read the socket at all."""
         phase = self.phase
-        if phase is not _OPEN or not self._interest & READ:
-            if phase is _LINGERING:
+        if phase is not OPEN or not self._interest & READ:
+            if phase is LINGERING:
                 self._linger_read()
-            elif phase is not _CLOSED:
+            elif phase is not CLOSED:
                 self._check_hangup()
             return False
         return True
@@ -396,7 +349,7 @@ class StreamConnection:
         self._processing = False
         if self._out is not None:
             self._flush()
-        elif self.phase is Phase.CLOSING and self._pending is None:
+        elif self.phase is CLOSING and self._pending is None:
             self._finish_closing()
 
     def _note_partial_request(self, restart: bool) -> None:
@@ -434,7 +387,7 @@ class StreamConnection:
                 if self._paused:
                     return produced
                 phase = self.phase
-                if phase is not _OPEN and phase is not _DRAINING:
+                if phase is not OPEN and phase is not DRAINING:
                     return True
             try:
                 event = next_event()
@@ -442,8 +395,8 @@ class StreamConnection:
                 self._event_failed(exc)
                 return True
             if event is NEED_DATA:
-                if self.phase is _DRAINING:
-                    self._enqueue(_CLOSE, None)
+                if self.phase is DRAINING:
+                    self._enqueue(SLOT_CLOSE, None)
                 return produced
             produced = True
             if type(event) is Send and self._fast:
@@ -469,16 +422,16 @@ class StreamConnection:
             if self._pending is None:
                 self.write(event.data)
             else:
-                self._enqueue(_BYTES, event.data)
+                self._enqueue(SLOT_BYTES, event.data)
         elif event is PAUSED:
-            self._paused |= _PAUSE_HANDLER
+            self._paused |= PAUSE_HANDLER
             self._fast = False
             return False
         elif type(event) is PeerUpdate:
             self.peer.extra.update(event.extra)
             self._admit()
         elif type(event) is Close or type(event) is EndOfInput:
-            self._enqueue(_CLOSE, None)
+            self._enqueue(SLOT_CLOSE, None)
             return False
         elif type(event) is UpgradeLayer:
             return self._upgrade(event)
@@ -518,269 +471,11 @@ class StreamConnection:
                 self.handler.receive_data(plaintext)
         return True
 
-    def _request(self, request: Request) -> None:
-        self.requests += 1
-        server = self.server
-        strategy = server.strategy if request.strategy is None else server.route(request)
-        if strategy.inline and self._pending is None:
-            # hot path: answer synchronously, nothing queued ahead of us
-            peer = self._peer
-            try:
-                response = server.service.handle(request, self.peer if peer is None else peer)
-            except Exception as exc:
-                self._write_failure(exc)
-                return
-            try:
-                data = self.handler.send(response)
-            except Exception:
-                log.exception("handler could not encode a response on %s", self._context())
-                self.abort()
-                return
-            if self.layer is None:
-                self._write_raw(data)
-            else:
-                self.write(data)
-            return
-        slot: list[Any] = [_WAITING, None]
-        if self._pending is None:
-            self._pending = collections.deque()
-            self._fast = False
-        self._pending.append(slot)
-        self.in_flight += 1
-        if self.in_flight >= server.limits.max_in_flight:
-            self._pause(_PAUSE_IN_FLIGHT)
-        strategy.submit(server.service, request, self.peer, partial(self._answered, slot))
-        if strategy.saturated and not self._paused & _PAUSE_STRATEGY:
-            self._pause(_PAUSE_STRATEGY)
-            strategy.when_unsaturated(partial(self._resume, _PAUSE_STRATEGY))
-
-    def _answered(self, slot: list[Any], ok: bool, value: Any) -> None:
-        """A strategy finished a request (reactor thread)."""
-        slot[0] = _ANSWERED if ok else _FAILED
-        slot[1] = value
-        self.in_flight -= 1
-        if self.phase is Phase.CLOSED:
-            return
-        if not self.in_flight and self.wheel_slot is None:
-            self.server.watch_deadline(self)  # the idle deadline applies again
-        self._flush_pending()
-        if self._paused & _PAUSE_IN_FLIGHT and self.in_flight < self.server.limits.max_in_flight:
-            self._resume(_PAUSE_IN_FLIGHT)
-        elif self.phase is Phase.DRAINING and not self._paused:
-            self._process()
-
-    def _write_failure(self, exc: BaseException) -> None:
-        self.server.errors += 1
-        log.error("service failed on %s: %r", self._context(), exc, exc_info=exc)
-        try:
-            data = self.handler.encode_error(exc)
-        except Exception:
-            log.exception("handler could not encode an error on %s", self._context())
-            data = None
-        if data is None:
-            self._start_closing()
-        else:
-            self.write(data)
-
-    def _protocol_error(self, exc: ProtocolError) -> None:
-        self.server.errors += 1
-        log.info("protocol error on %s: %s", self._context(), exc)
-        if exc.reply:
-            self._enqueue(_BYTES, exc.reply)
-        self._enqueue(_CLOSE, None)
-
-    # -- the ordered response queue -----------------------------------------------------
-
-    def _enqueue(self, kind: int, value: Any) -> None:
-        if self._pending is None:
-            if kind == _BYTES:
-                self.write(value)
-            else:
-                self._start_closing()
-            return
-        self._pending.append([kind, value])
-        if kind == _CLOSE:
-            self.phase = Phase.CLOSING
-            self._fast = False
-            self._set_interest(self._interest & ~(READ | PRIORITY))
-
-    def _flush_pending(self) -> None:
-        pending = self._pending
-        if pending is None:
-            return
-        handler = self.handler
-        sent_answer = False
-        while pending and pending[0][0] != _WAITING:
-            kind, value = pending.popleft()
-            if kind == _ANSWERED:
-                sent_answer = True
-                try:
-                    data = handler.send(value)
-                except Exception:
-                    log.exception("handler could not encode a response on %s", self._context())
-                    self.abort()
-                    return
-                if data:
-                    self.write(data)
-            elif kind == _FAILED:
-                sent_answer = True
-                self._write_failure(value)
-            elif kind == _BYTES:
-                self.write(value)
-            else:
-                self._pending = None
-                self._refresh_fast()
-                self._start_closing()
-                return
-        if not pending:
-            self._pending = None
-            self._refresh_fast()
-        if sent_answer:
-            # An answer can change what the handler says next (it may resume from PAUSED,
-            # or close after a "Connection: close" response), so ask it again.
-            if self._paused & _PAUSE_HANDLER:
-                self._resume(_PAUSE_HANDLER)
-            elif not self._paused and not self._processing and self.phase is not Phase.CLOSING:
-                self._processing = True
-                self._process()
-                self._end_processing()
-
-    # -- writing and flow control ---------------------------------------------------------
-
-    def write(self, data: bytes) -> None:
-        """Queue ``data`` for sending, after everything queued before (reactor thread only).
-
-        While a read is being processed, writes are gathered and sent with one system call
-        at the end; otherwise they are sent at once, as far as the socket takes them.
-        """
-        layer = self.layer
-        self._write_raw(data if layer is None or not data else layer.send(data))
-
-    def _write_raw(self, data: bytes) -> None:
-        # hot path: queue one answer; flushed now, or once at the end of the read
-        if not data or self.phase is _CLOSED:
-            return
-        out = self._out
-        if out is None:
-            self._out = [data]
-        else:
-            out.append(data)
-        self.out_bytes += len(data)
-        if not self._processing:
-            self._flush()
-        if self.out_bytes > self.server.high_water:
-            self._over_high_water()
-
-    def _over_high_water(self) -> None:
-        """Unsent output passed the high water mark: stop reading, or drop a non-reader."""
-        if self.out_bytes > self.server.limits.max_output:
-            log.warning(
-                "%s: %d bytes of output unsent (limit %d): the peer is not reading; dropping it",
-                self._context(),
-                self.out_bytes,
-                self.server.limits.max_output,
-            )
-            self.abort()
-        elif not self._paused & _PAUSE_OUTPUT:
-            self._pause(_PAUSE_OUTPUT)
-
-    def handle_write(self) -> None:
-        """The socket can take more output."""
-        if self._out is not None:
-            self.last_activity = self.reactor.time()
-            self._flush()
-
-    def _flush(self) -> None:
-        # hot path: usually one buffer, sent whole by one send()
-        out = self._out
-        assert out is not None
-        try:
-            if len(out) == 1:
-                sent = self.sock.send(out[0])
-            else:
-                sent = self.sock.sendmsg(out if len(out) <= _IOV_MAX else out[:_IOV_MAX])
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError as exc:
-            self._io_error(exc)
-            return
-        self.bytes_out += sent
-        remaining = self.out_bytes - sent
-        self.out_bytes = remaining
-        if not remaining:
-            self._out = None
-            if self._interest & WRITE or self._paused or self.phase is _CLOSING:
-                self._drained()
-            return
-        whole = 0
-        for buffer in out:
-            if sent < len(buffer):
-                break
-            sent -= len(buffer)
-            whole += 1
-        del out[:whole]
-        if sent:
-            out[0] = memoryview(out[0])[sent:]
-        if not self._interest & WRITE:
-            self._set_interest(self._interest | WRITE)
-        if self._paused & _PAUSE_OUTPUT and remaining <= self.server.limits.low_water:
-            self._resume(_PAUSE_OUTPUT)
-
-    def _drained(self) -> None:
-        """Everything queued is sent: stop watching for writability, finish a close, resume."""
-        if self._interest & WRITE:
-            self._set_interest(self._interest & ~WRITE)
-        if self.phase is _CLOSING and self._pending is None:
-            self._finish_closing()
-        elif self._paused & _PAUSE_OUTPUT:
-            self._resume(_PAUSE_OUTPUT)
-
-    def _pause(self, reason: int) -> None:
-        self._paused |= reason
-        self._fast = False
-        if self._interest & READ:
-            self._set_interest(self._interest & ~(READ | PRIORITY))
-
-    def _resume(self, reason: int) -> None:
-        if not self._paused & reason:
-            return
-        self._paused &= ~reason
-        self._refresh_fast()
-        if self._paused or self.phase is Phase.CLOSED or self._processing:
-            return  # still paused, gone, or an outer _process() loop picks up from here
-        # Events already buffered in the handler come first, then the socket again.
-        self._processing = True
-        self._process()
-        self._end_processing()
-        if not self._paused and self.phase is Phase.OPEN and not self.input_ended:
-            urgent = PRIORITY if self.server.watch_urgent else 0
-            self._set_interest(self._interest | READ | urgent)
-
-    def _refresh_fast(self) -> None:
-        """Recompute ``_fast`` after a change to anything it sums up (never on the hot path).
-
-        ``_fast`` is true while the connection is open, reading, not paused, without a layer
-        and with no answer queued behind a dispatched request: then a read needs no other
-        check, and a Send is written as it comes.
-        """
-        self._fast = (
-            self.phase is _OPEN
-            and not self._paused
-            and self._pending is None
-            and self.layer is None
-            and not self.input_ended
-        )
-
-    def _set_interest(self, mask: int) -> None:
-        if mask != self._interest and self.phase is not Phase.CLOSED:
-            self._interest = mask
-            self.reactor.poller.modify(self.fd, mask, self)
-
     # -- the public connection API (see muxserver.service.PushTarget) ---------------------
 
     def push(self, message: Any) -> None:
         """Encode ``message`` with the handler and write it now, outside the request order."""
-        if self.phase is _CLOSED or self.phase is _LINGERING:
+        if self.phase is CLOSED or self.phase is LINGERING:
             return
         self.last_activity = self.reactor.time()
         self.write(self.handler.encode_push(message))
@@ -795,16 +490,16 @@ class StreamConnection:
         Called by a service while it answers a request (``/quit``), the close comes after
         that answer, and later requests already received are not processed.
         """
-        if self.phase is not Phase.OPEN and self.phase is not Phase.DRAINING:
+        if self.phase is not OPEN and self.phase is not DRAINING:
             return
         if self._processing and self._pending is None:
             # Inside the inline answer of the current request: stop parsing now and let
             # _end_processing() finish the close once that answer is queued.
-            self.phase = Phase.CLOSING
+            self.phase = CLOSING
             self._fast = False
             self._set_interest(self._interest & ~(READ | PRIORITY))
         else:
-            self._enqueue(_CLOSE, None)
+            self._enqueue(SLOT_CLOSE, None)
 
     def drain(self) -> None:
         """Graceful shutdown: finish what was received, then close.
@@ -812,19 +507,19 @@ class StreamConnection:
         "Received" includes bytes already waiting in the kernel's buffer: they are read (a
         bounded number of reads) before the connection stops reading for good.
         """
-        if self.phase is _LINGERING:
+        if self.phase is LINGERING:
             self.abort()
             return
         for _ in range(16):
-            if self.phase is not _OPEN or self._paused or not self._interest & READ:
+            if self.phase is not OPEN or self._paused or not self._interest & READ:
                 break
             before = self.bytes_in
             self.handle_read()
             if self.bytes_in == before:
                 break  # nothing more was waiting
-        if self.phase is not _OPEN:
+        if self.phase is not OPEN:
             return
-        self.phase = Phase.DRAINING
+        self.phase = DRAINING
         self._fast = False
         self._set_interest(self._interest & ~(READ | PRIORITY))
         if not self._paused:
@@ -833,9 +528,9 @@ class StreamConnection:
     # -- closing --------------------------------------------------------------------------
 
     def _start_closing(self) -> None:
-        if self.phase is Phase.CLOSED or self.phase is Phase.LINGERING:
+        if self.phase is CLOSED or self.phase is LINGERING:
             return
-        self.phase = Phase.CLOSING
+        self.phase = CLOSING
         self._fast = False
         self._set_interest(self._interest & ~(READ | PRIORITY))
         if self.layer is not None:
@@ -845,7 +540,7 @@ class StreamConnection:
 
     def _finish_closing(self) -> None:
         """All output is out: half-close, then linger for the peer's close (or abort)."""
-        if self.phase is not Phase.CLOSING:
+        if self.phase is not CLOSING:
             return
         linger = self.server.limits.linger
         if linger <= 0 or self.input_ended:
@@ -856,7 +551,7 @@ class StreamConnection:
         except OSError:
             self.abort()
             return
-        self.phase = Phase.LINGERING
+        self.phase = LINGERING
         self._fast = False
         self._set_interest(READ)
         if self.server.wheel is not None:
@@ -874,7 +569,7 @@ class StreamConnection:
             self.abort()
 
     def _io_error(self, exc: OSError) -> None:
-        if exc.errno in _DISCONNECT_ERRNOS:
+        if exc.errno in DISCONNECT_ERRNOS:
             log.debug("%s: peer went away (%s)", self._context(), exc.strerror)
         else:
             log.warning("%s: socket error %s; closing", self._context(), exc)
@@ -882,9 +577,9 @@ class StreamConnection:
 
     def abort(self) -> None:
         """Close now, dropping unsent output. Idempotent."""
-        if self.phase is Phase.CLOSED:
+        if self.phase is CLOSED:
             return
-        self.phase = Phase.CLOSED
+        self.phase = CLOSED
         self._fast = False
         self.reactor.poller.unregister(self.fd)
         self.sock.close()
