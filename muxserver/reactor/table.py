@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import enum
 import itertools
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -101,9 +100,6 @@ class ConnectionTable:
 
     def __len__(self) -> int:
         return len(self._records)
-
-    def __iter__(self) -> Iterator[StreamConnection]:
-        return iter(list(self._records.values()))
 
     def records(self) -> list[StreamConnection]:
         """The live records (reactor thread only), as a list safe to iterate while closing."""

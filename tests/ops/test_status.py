@@ -81,7 +81,7 @@ def test_healthz_is_live_and_readyz_turns_false_while_draining():
         held = connect(status)
         held.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         held.recv(1000)
-        service = live.call(lambda: next(iter(live.reactor.table)).server.service)
+        service = live.call(lambda: live.reactor.table.records()[0].server.service)
         live.call(live.reactor.shutdown, 5.0)
         # The listener is closed now; ask the service directly, in the reactor thread.
         answer = live.call(lambda: service.readyz({}, None))

@@ -45,7 +45,6 @@ class DispatchStrategy:
 
     def __init__(self) -> None:
         self.reactor: Reactor | None = None
-        self._waiters: list[Callable[[], None]] = []
 
     def attach(self, reactor: Reactor) -> None:
         """Bind to ``reactor`` (called once by the server using the strategy)."""
@@ -65,13 +64,12 @@ class DispatchStrategy:
         return False
 
     def when_unsaturated(self, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` once, in the reactor thread, when there is room again."""
-        self._waiters.append(callback)
+        """Call ``callback()`` once, in the reactor thread, when there is room again.
 
-    def _wake_waiters(self) -> None:
-        """Subclasses call this when work finishes and they are no longer saturated."""
-        while self._waiters and not self.saturated:
-            self._waiters.pop(0)()
+        Only called while ``saturated`` is true, so a strategy that can saturate must
+        override it (as ``BoundedStrategy`` does); one that never saturates never gets here.
+        """
+        raise NotImplementedError(f"{type(self).__name__} reports saturation but cannot wait")
 
     def stats(self) -> dict[str, int]:
         """Counters for the status page and metrics (queued, busy, workers...)."""
