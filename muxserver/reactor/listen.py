@@ -178,6 +178,7 @@ class Listener:
 
     __slots__ = (
         "_backoff",
+        "_kind",
         "_last_log",
         "_reserve",
         "_retry",
@@ -195,6 +196,9 @@ class Listener:
         self.sock = sock
         self.fd = sock.fileno()
         self.address = sock.getsockname()
+        # (family, type, proto) as plain ints for new sockets: reading them from the socket
+        # object converts each to an enum, which costs more than the accept itself
+        self._kind = (int(sock.family), int(sock.type), sock.proto)
         self.paused = False
         self.owns_path = True
         """Remove a Unix socket's file on close; false for a socket someone else bound and
@@ -211,12 +215,16 @@ class Listener:
 
     def handle_read(self) -> None:
         """Accept up to a burst of waiting connections."""
+        # hot path under connection churn: one call per connection
         server = self.server
+        family, kind, proto = self._kind
+        tcp = family != socket.AF_UNIX
         for _ in range(server.limits.accept_burst):
             if self.paused:
                 return
             try:
-                sock, address = self.sock.accept()
+                # socket.accept() is _accept() plus the enum conversions avoided here
+                fd, address = self.sock._accept()  # type: ignore[attr-defined]
             except (BlockingIOError, InterruptedError):
                 self._backoff = _BACKOFF_MIN
                 return
@@ -227,7 +235,7 @@ class Listener:
                 if exc.errno in _SKIP:
                     continue
                 raise
-            server.accepted(sock, address)
+            server.accepted(socket.socket(family, kind, proto, fileno=fd), address, tcp)
 
     def handle_write(self) -> None:
         """Never called: listeners are not watched for writing."""

@@ -182,8 +182,8 @@ class StreamServer:
         limit = self.limits.max_connections
         return limit is not None and self.connections >= limit
 
-    def accepted(self, sock: socket.socket, address: Any) -> None:
-        """Take over a freshly accepted socket (called by the listeners)."""
+    def accepted(self, sock: socket.socket, address: Any, tcp: bool) -> None:
+        """Take over a freshly accepted socket (called by the listeners); ``tcp``: not Unix."""
         sock.setblocking(False)
         if self.admit is not None:
             try:
@@ -196,7 +196,7 @@ class StreamServer:
                 self.refused += 1
                 sock.close()
                 return
-        if sock.family != socket.AF_UNIX:
+        if tcp:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.limits.urgent is UrgentPolicy.INLINE:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)

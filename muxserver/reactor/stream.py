@@ -247,6 +247,9 @@ class StreamConnection(ResponseQueueMixin, OutputMixin):
             unwrapped = self._unwrap(data)
             if unwrapped is None:
                 return
+            if not unwrapped:
+                self._end_of_input()
+                return
             data = unwrapped
         handler = self.handler
         handler.receive_data(data)
@@ -302,12 +305,20 @@ class StreamConnection(ResponseQueueMixin, OutputMixin):
                     self._flush()
                 return None
         if not data:
-            # End of input: stop watching for reads (a half-closed peer stays readable
-            # forever) and let the handler say what it means.
             self.input_ended = True
             self._fast = False
-            self._set_interest(self._interest & ~(READ | PRIORITY))
         return data
+
+    def _end_of_input(self) -> None:
+        """The peer sent its last byte: let the handler say what that means, stop reading."""
+        self.handler.receive_data(b"")
+        self._processing = True
+        self._process()
+        self._end_processing()
+        # A half-closed peer stays readable forever. Most connections are closed by now,
+        # and the closing took the socket out of the poller without this extra call.
+        if self.phase is not CLOSED and self._interest & (READ | PRIORITY):
+            self._set_interest(self._interest & ~(READ | PRIORITY))
 
     def install_layer(self, layer: StreamLayer) -> None:
         """Put ``layer`` between the socket and the handler from now on (e.g. STARTTLS)."""
@@ -532,11 +543,12 @@ class StreamConnection(ResponseQueueMixin, OutputMixin):
             return
         self.phase = CLOSING
         self._fast = False
-        self._set_interest(self._interest & ~(READ | PRIORITY))
         if self.layer is not None:
             self._write_raw(self.layer.close())
         if self._out is None:
-            self._finish_closing()
+            self._finish_closing()  # closes, or lingers reading only: no interest change first
+        else:
+            self._set_interest(self._interest & ~(READ | PRIORITY))
 
     def _finish_closing(self) -> None:
         """All output is out: half-close, then linger for the peer's close (or abort)."""
