@@ -72,7 +72,7 @@ log = logging.getLogger("muxserver.tls")
 Authorizer = Callable[[Mapping[str, Any]], "str | None"]
 """``authorize(info) -> None | reason``: called with the handshake facts; a reason refuses."""
 
-_READ_SIZE = 256 * 1024
+_READ_SIZE = 64 * 1024  # below glibc's mmap threshold: see Limits.read_size
 
 
 def _describe(exc: ssl.SSLError) -> str:

@@ -15,7 +15,8 @@ complete command buffered is produced at once, and the driver keeps answers in o
 
 Parsing has two paths that must agree. The *batch path* (``_parse_batch``) handles the common
 case -- complete, well-formed multibulks already in the buffer -- cutting every one of them out
-in one pass over the buffer with ``bytes.find`` and slices, and consuming only what it cut. The
+in one pass: one ``split`` on CRLF, then a walk over the lines, consuming only what it cut
+(it is off when ``max_inline_length`` is below 20, too small for every canonical header). The
 commands wait in ``_ready`` and ``next_event()`` hands them out one per call, so a pipelined
 read costs one parse call, not one per command. Anything else (a partial command, an inline
 command, anything odd) goes to the *step path* (``_parse``), which is the specification: it
@@ -58,7 +59,7 @@ Python value                           RESP2 reply
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Final, TypeAlias, cast, final
+from typing import Any, Final, TypeAlias, final
 
 from muxserver.handlers.base import (
     NEED_DATA,
@@ -92,6 +93,8 @@ _MAX_DIGITS: Final = 19
 """Digits in the longest count RESP allows (a signed 64-bit integer)."""
 _CACHED: Final = 1024
 """Headers for counts below this are precomputed."""
+_BATCH_WINDOW: Final = 16 * 1024
+"""Bytes the batch path splits into lines at a time: a bound on its work per bail-out."""
 _COUNT_OF: Final = {b"*%d" % n: n for n in range(1, _CACHED)}
 _SIZE_OF: Final = {b"$%d" % n: n for n in range(_CACHED)}
 """Canonical ``*``/``$`` header lines (CRLF excluded) -> their count: one lookup parses one."""
@@ -248,8 +251,8 @@ class RespHandler(FramedHandler):
 
     __slots__ = (
         "_args",
+        "_batching",
         "_bulk_len",
-        "_fast_span",
         "_max_bulk",
         "_max_inline",
         "_max_multibulk",
@@ -273,9 +276,9 @@ class RespHandler(FramedHandler):
         self._max_multibulk = max_multibulk_length
         self._max_bulk = max_bulk_length
         self._max_inline = max_inline_length
-        # The batch path looks for a header's CRLF only this far: far enough for a 19-digit
-        # count, never past what the step path would accept as a header line.
-        self._fast_span = min(_MAX_DIGITS + 3, max_inline_length + 2)
+        # The batch path reads header lines of any canonical count (up to 19 digits after
+        # the marker) without measuring them: only when the step path accepts all of them.
+        self._batching = max_inline_length > _MAX_DIGITS
         self._ready: list[Command] = []  # cut by _parse_batch, not handed out; last is next
         self._args: list[bytes] = []
         self._remaining = 0
@@ -323,20 +326,22 @@ class RespHandler(FramedHandler):
         bytes; ``[]`` when the first buffered byte starts something for the step path, and
         ``None`` when nothing is buffered. Bails out on anything unusual, consuming nothing of
         it: the step path then accepts it, waits for more, or raises the right error.
+
+        The buffer is split on CRLF once, up to :data:`_BATCH_WINDOW` bytes at a time, and
+        the lines are walked: a canonical multibulk of ``n`` arguments is ``2n + 1`` lines,
+        its header, then each argument's ``$`` header and payload. A payload holding a CRLF
+        splits into pieces shorter than its header says, so the length check that accepts a
+        payload line also proves its framing.
         """
-        # hot path: per command, one find and one dict lookup per header line, one slice per
-        # argument; limits are compared once per header, never per byte
+        # hot path: one split per window, then per command a dict lookup per header line and
+        # one length comparison per argument; limits are compared per header, never per byte
         reader = self._reader
         view, start = reader.view()
         end = len(view)
         if start >= end:
             return None
-        # A bytearray is read through the same code: every slice kept or looked up in a dict
-        # is made bytes when the buffer is not exactly bytes.
-        exact = type(view) is bytes
-        buf = cast(bytes, view)
-        find = buf.find
-        span = self._fast_span
+        if not self._batching:
+            return []
         max_count = self._max_multibulk
         max_bulk = self._max_bulk
         count_of = _COUNT_OF.get
@@ -344,37 +349,44 @@ class RespHandler(FramedHandler):
         ready: list[Command] = []
         at = start
         while at < end:
-            eol = find(_CRLF, at + 1, at + span)
-            if eol < 0:
-                break
-            head = buf[at:eol] if exact else bytes(buf[at:eol])
-            count = count_of(head)
-            if count is None:
-                count = _long_header(head, b"*")
-            if count < 1 or count > max_count:
-                break
-            args: list[bytes] = []
-            pos = eol + 2
-            while count:
-                eol = find(_CRLF, pos + 1, pos + span)
-                if eol < 0:
+            window = view[at : at + _BATCH_WINDOW]
+            if type(window) is not bytes:
+                window = bytes(window)
+            lines = window.split(_CRLF)
+            last = len(lines) - 1  # lines[last] is not CRLF-terminated: never a whole line
+            line = 0
+            while line < last:
+                head = lines[line]
+                count = count_of(head)
+                if count is None:
+                    count = _long_header(head, b"*") if len(head) <= _MAX_DIGITS + 1 else -1
+                if count < 1 or count > max_count:
                     break
-                head = buf[pos:eol] if exact else bytes(buf[pos:eol])
-                size = size_of(head)
-                if size is None:
-                    size = _long_header(head, b"$")
-                if size < 0 or size > max_bulk:
+                stop = line + 1 + 2 * count
+                if stop > last:
                     break
-                pos = eol + 2 + size
-                if buf[pos : pos + 2] != _CRLF:
-                    break
-                args.append(buf[eol + 2 : pos] if exact else bytes(buf[eol + 2 : pos]))
-                pos += 2
-                count -= 1
-            if count:  # bailed out inside this command
+                args = lines[line + 2 : stop : 2]
+                line += 1
+                for arg in args:
+                    head = lines[line]
+                    size = size_of(head)
+                    if size is None:
+                        size = _long_header(head, b"$") if len(head) <= _MAX_DIGITS + 1 else -1
+                    if size != len(arg) or size > max_bulk:
+                        break
+                    line += 2
+                else:
+                    ready.append(Command(args))
+                    continue
+                line = stop - 2 * count - 1  # back to this command's header: not cut
                 break
-            ready.append(Command(args))
-            at = pos
+            if not line:
+                break
+            # bytes of the lines cut, CRLFs included: the window minus what is left of it
+            cut = len(window) - sum(map(len, lines[line:])) - 2 * (last - line)
+            at += cut
+            if line < last or len(window) < _BATCH_WINDOW:
+                break  # stopped inside this window, or it reached the end of the buffer
         if at > start:
             reader.advance(at - start)
             ready.reverse()

@@ -290,6 +290,9 @@ fragments = st.sampled_from(
         b"*1\r\n$4\r\nPING\r\n",
         b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
         b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10\r\n0123456789\r\n",
+        b"*2\r\n$4\r\nECHO\r\n$4\r\na\r\nb\r\n",  # a payload holding a CRLF
+        b"*2\r\n$4\r\nECHO\r\n$1100\r\n" + b"v" * 1100 + b"\r\n",  # past the header cache
+        b"*2\r\n$04\r\nECHO\r\n$1\r\nx\r\n",  # not canonical: the step path's to judge
         b"PING\r\n",
         b"ECHO hi there\n",
         b"*0\r\n",
@@ -308,7 +311,8 @@ limits = st.fixed_dictionaries(
     {
         "max_multibulk_length": st.integers(0, 4),
         "max_bulk_length": st.integers(0, 12),
-        "max_inline_length": st.integers(1, 16),
+        # small limits to hit them; the default to exercise the batch path (off below 20)
+        "max_inline_length": st.integers(1, 16) | st.just(64 * 1024),
     }
 )
 
@@ -325,6 +329,16 @@ def test_events_and_errors_do_not_depend_on_chunking(
     expected = run(RespHandler(**limits), [stream])
     assert run(RespHandler(**limits), split(stream, cuts)) == expected
     assert run(RespHandler(**limits), [stream[i : i + 1] for i in range(len(stream))]) == expected
+
+
+def test_the_batch_path_cuts_a_long_pipeline_across_its_split_windows() -> None:
+    # 16 KiB windows: 2,000 commands of 41 bytes cross several, some mid-command
+    arg_lists = [[b"SET", b"key:%06d" % i, b"v" * (i % 7)] for i in range(2000)]
+    stream = b"".join(encode_command(args) for args in arg_lists)
+    assert len(stream) > 3 * 16 * 1024
+    expected = ([*commands(*arg_lists), EndOfInput()], None)
+    assert run(RespHandler(), [stream]) == expected
+    assert run(RespHandler(), [stream[:50_001], stream[50_001:]]) == expected
 
 
 def mutate(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:

@@ -75,7 +75,7 @@ __all__ = [
 log = logging.getLogger("muxserver.dispatch")
 
 _HEADER = struct.Struct(">I")
-_READ_SIZE = 256 * 1024
+_READ_SIZE = 64 * 1024  # below glibc's mmap threshold: see Limits.read_size
 
 # The parent ends of every strategy pipe in this process. A child closes them all: a worker
 # holding another worker's request pipe would keep that worker from ever seeing end of file.
