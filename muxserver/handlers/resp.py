@@ -456,8 +456,10 @@ class RespHandler(FramedHandler):
                 unanswered, so :meth:`encode_error` can still answer it), or no command is
                 waiting for an answer.
         """
-        # hot path: one call per command
-        data = encode(response)
+        # hot path: one call per command; the commonest replies (OK, PONG) are one lookup
+        data = _SIMPLE_REPLIES.get(response) if type(response) is SimpleString else None
+        if data is None:
+            data = encode(response)
         if self._unanswered:
             self._unanswered -= 1
         else:

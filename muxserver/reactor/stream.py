@@ -25,7 +25,8 @@ import errno
 import logging
 import math
 import socket
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 
 from muxserver.handlers.base import (
     NEED_DATA,
@@ -388,10 +389,15 @@ class StreamConnection(ResponseQueueMixin, OutputMixin):
         draining, which is never the fast path. Returns whether any event was produced
         (something completed).
         """
-        # hot path: one next_event() per request, then NEED_DATA; on the fast path a Send
-        # goes straight to the output
-        next_event = self.handler.next_event
+        # hot path: one next_event() per request, then NEED_DATA. On the fast path a Send, or
+        # the answer to a request served inline, goes straight to the output.
+        handler = self.handler
+        next_event = handler.next_event
         high_water = self.server.high_water
+        # The service's handle() when requests are served inline: looked up at the first
+        # request (many reads have none), then None for "not looked up" or False for "no".
+        handle: Callable[[Request, Peer], Any] | Literal[False] | None = None
+        peer = self._peer
         produced = False
         while True:
             if not self._fast:
@@ -411,21 +417,46 @@ class StreamConnection(ResponseQueueMixin, OutputMixin):
                 return produced
             produced = True
             if type(event) is Send and self._fast:
-                # _write_raw() inlined: the fast path runs only inside a batch, so queue it
                 data = event.data
-                if data:
-                    out = self._out
-                    if out is None:
-                        self._out = [data]
-                    else:
-                        out.append(data)
-                    self.out_bytes += len(data)
-                    if self.out_bytes > high_water:
-                        self._over_high_water()
             elif isinstance(event, Request):
-                self._request(event)
-            elif not self._other_event(event):
+                if handle is None:
+                    server = self.server
+                    handle = server.service.handle if server.strategy.inline else False
+                if handle is False or not self._fast or event.strategy is not None:
+                    self._request(event)
+                    continue
+                # _request() inlined: serve it now, nothing is queued ahead of it
+                self.requests += 1
+                if peer is None:
+                    peer = self.peer
+                try:
+                    response = handle(event, peer)
+                except Exception as exc:
+                    self._write_failure(exc)
+                    continue
+                try:
+                    data = handler.send(response)
+                except Exception:
+                    log.exception("handler could not encode a response on %s", self._context())
+                    self.abort()
+                    return True
+                if not self._fast:  # the service paused or closed the connection
+                    self._write_raw(data)
+                    continue
+            elif self._other_event(event):
+                continue
+            else:
                 return True
+            # _write_raw() inlined: the fast path runs only inside a batch, so queue it
+            if data:
+                out = self._out
+                if out is None:
+                    self._out = [data]
+                else:
+                    out.append(data)
+                self.out_bytes += len(data)
+                if self.out_bytes > high_water:
+                    self._over_high_water()
 
     def _other_event(self, event: Event | NeedData | Paused) -> bool:
         """Off the fast path: act on any event but a request. Returns whether to go on."""
