@@ -17,6 +17,7 @@ __all__ = [
     "DISCONNECT_ERRNOS",
     "DRAINING",
     "IOV_MAX",
+    "JOIN_MAX",
     "LINGERING",
     "OPEN",
     "PAUSE_HANDLER",
@@ -79,6 +80,11 @@ SERVICE_STARTED = 2  # connection_made was called; connection_lost is due at clo
 
 IOV_MAX = 512
 """Buffers passed to one sendmsg() at most."""
+
+JOIN_MAX = 16 * 1024
+"""Unsent output up to this size is joined and sent with send() rather than sendmsg(): for
+small buffers one copy costs less than an iovec each (16 five-byte answers: 2.6-3.2 us
+against 3.4-4.2 us per send and receive on a socket pair)."""
 
 DISCONNECT_ERRNOS = frozenset(
     {

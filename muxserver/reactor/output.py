@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from muxserver.reactor.connstate import CLOSED, CLOSING, IOV_MAX, OPEN, PAUSE_OUTPUT
+from muxserver.reactor.connstate import CLOSED, CLOSING, IOV_MAX, JOIN_MAX, OPEN, PAUSE_OUTPUT
 from muxserver.reactor.poller import PRIORITY, READ, WRITE
 
 if TYPE_CHECKING:
@@ -127,6 +127,10 @@ class OutputMixin:
         assert out is not None
         try:
             if len(out) == 1:
+                sent = self.sock.send(out[0])
+            elif self.out_bytes <= JOIN_MAX:
+                # many small answers (a pipelined read): one copy beats one iovec each
+                self._out = out = [b"".join(out)]
                 sent = self.sock.send(out[0])
             else:
                 sent = self.sock.sendmsg(out if len(out) <= IOV_MAX else out[:IOV_MAX])
