@@ -98,6 +98,13 @@ REGISTRY: list[ServerSpec] = [
     _python("twisted", "bench.peers.twisted_server"),
     _python("gevent", "bench.peers.gevent_server"),
     _python("socketserver-threading", "bench.peers.socketserver_threading"),
+    _python(
+        "python-floor",
+        "bench.peers.python_floor",
+        notes="python-floor is not a framework: a bare epoll loop doing recv, feed and send and "
+        "nothing else (no limits, timers, flow control or ordering) -- the least any event loop "
+        "written in Python can cost.",
+    ),
     _python("muxserver", "bench.servers.muxserver_server", "--handlers", "minimal"),
     _python("muxserver-own", "bench.servers.muxserver_server", "--handlers", "own"),
     ServerSpec("redis", _redis, frozenset({"resp"}), announces_ready=False),
