@@ -139,6 +139,12 @@ class OutputMixin:
         except OSError as exc:
             self._io_error(exc)
             return
+        self._sent(sent)
+
+    def _sent(self, sent: int) -> None:
+        """Account for the first ``sent`` bytes of ``_out`` written; keep the rest for later."""
+        out = self._out
+        assert out is not None
         self.bytes_out += sent
         remaining = self.out_bytes - sent
         self.out_bytes = remaining

@@ -60,7 +60,7 @@ from muxserver.reactor.connstate import (
 )
 from muxserver.reactor.layer import LayerError, StreamLayer, UpgradeLayer
 from muxserver.reactor.output import OutputMixin
-from muxserver.reactor.poller import PRIORITY, READ
+from muxserver.reactor.poller import PRIORITY, READ, WRITE
 from muxserver.reactor.responses import ResponseQueueMixin
 from muxserver.reactor.table import ConnectionSnapshot, ConnectionState
 from muxserver.service import Peer
@@ -258,10 +258,27 @@ class StreamConnection(ResponseQueueMixin, OutputMixin):
         completed = self._process()
         # _end_processing(), inlined for the common case of one answer and no backlog
         self._processing = False
-        if self._out is not None:
+        out = self._out
+        if out is None:
+            if self.phase is CLOSING and self._pending is None:
+                self._finish_closing()
+        elif len(out) == 1:
+            # _flush() inlined for the commonest case: one answer, sent whole
+            try:
+                sent = self.sock.send(out[0])
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._io_error(exc)
+                return
+            if sent == self.out_bytes and self._fast and not self._interest & WRITE:
+                self.bytes_out += sent
+                self.out_bytes = 0
+                self._out = None
+            else:
+                self._sent(sent)
+        else:
             self._flush()
-        elif self.phase is CLOSING and self._pending is None:
-            self._finish_closing()
         if completed and self.server.request_timeout is None:
             # Nothing times out a request: only the input cap matters, and a read that
             # completed something leaves less than one read (read_size <= max_input).
