@@ -93,6 +93,8 @@ _MAX_DIGITS: Final = 19
 """Digits in the longest count RESP allows (a signed 64-bit integer)."""
 _CACHED: Final = 1024
 """Headers for counts below this are precomputed."""
+_NO_COMMANDS: Final[list[Command]] = []
+"""Every handler's ``_ready`` while no batch waits; never appended to."""
 _BATCH_WINDOW: Final = 16 * 1024
 """Bytes the batch path splits into lines at a time: a bound on its work per bail-out."""
 _COUNT_OF: Final = {b"*%d" % n: n for n in range(1, _CACHED)}
@@ -279,8 +281,10 @@ class RespHandler(FramedHandler):
         # The batch path reads header lines of any canonical count (up to 19 digits after
         # the marker) without measuring them: only when the step path accepts all of them.
         self._batching = max_inline_length > _MAX_DIGITS
-        self._ready: list[Command] = []  # cut by _parse_batch, not handed out; last is next
-        self._args: list[bytes] = []
+        # Commands cut by _parse_batch and not handed out yet, last first. The shared empty
+        # list (never appended to) and a lazily made argument list keep an idle handler small.
+        self._ready: list[Command] = _NO_COMMANDS
+        self._args: list[bytes] | None = None  # the step path's command so far
         self._remaining = 0
         self._bulk_len = -1
 
@@ -305,6 +309,7 @@ class RespHandler(FramedHandler):
         # hot path: one call per command; one _parse_batch call cuts a whole pipelined read
         ready = self._ready
         if not ready:
+            self._ready = _NO_COMMANDS  # drop the spent batch's list: idle handlers stay small
             if not self._fed:
                 return NEED_DATA  # the pull that ends every read
             if self._remaining or self._error is not None or self._closed:
@@ -440,12 +445,15 @@ class RespHandler(FramedHandler):
             arg = reader.read_exactly(self._bulk_len)
             if reader.read_exactly(2) != _CRLF or arg is None:
                 raise _protocol_error("expected CRLF after bulk string")
-            self._args.append(arg)
+            if self._args is None:
+                self._args = [arg]
+            else:
+                self._args.append(arg)
             self._bulk_len = -1
             self._remaining -= 1
             if not self._remaining:
                 command = Command(self._args)
-                self._args = []
+                self._args = None
                 return command
 
     def send(self, response: Any) -> bytes:
