@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 fuzz: $(STAMP)
-	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/handlers
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q --timeout 1800 tests/handlers
 
 # Benchmarks against asyncio, uvloop, Twisted, gevent, socketserver, redis and nginx
 # (BENCH_ARGS=--quick for one short run), then the dispatch strategies against inline,

@@ -16,7 +16,7 @@ complete command buffered is produced at once, and the driver keeps answers in o
 Parsing has two paths that must agree. The *batch path* (``_parse_batch``) handles the common
 case -- complete, well-formed multibulks already in the buffer -- cutting every one of them out
 in one pass: one ``split`` on CRLF, then a walk over the lines, consuming only what it cut
-(it is off when ``max_inline_length`` is below 20, too small for every canonical header). The
+(it is off when ``max_inline_length`` is below 20 or ``max_bulk_length`` below 16 KiB). The
 commands wait in ``_ready`` and ``next_event()`` hands them out one per call, so a pipelined
 read costs one parse call, not one per command. Anything else (a partial command, an inline
 command, anything odd) goes to the *step path* (``_parse``), which is the specification: it
@@ -279,8 +279,10 @@ class RespHandler(FramedHandler):
         self._max_bulk = max_bulk_length
         self._max_inline = max_inline_length
         # The batch path reads header lines of any canonical count (up to 19 digits after
-        # the marker) without measuring them: only when the step path accepts all of them.
-        self._batching = max_inline_length > _MAX_DIGITS
+        # the marker) without measuring them, and never compares a payload's size with
+        # max_bulk_length (a payload it cuts fits in one window): it runs only when the step
+        # path would accept all of those.
+        self._batching = max_inline_length > _MAX_DIGITS and max_bulk_length >= _BATCH_WINDOW
         # Commands cut by _parse_batch and not handed out yet, last first. The shared empty
         # list (never appended to) and a lazily made argument list keep an idle handler small.
         self._ready: list[Command] = _NO_COMMANDS
@@ -348,7 +350,6 @@ class RespHandler(FramedHandler):
         if not self._batching:
             return []
         max_count = self._max_multibulk
-        max_bulk = self._max_bulk
         count_of = _COUNT_OF.get
         size_of = _SIZE_OF.get
         ready: list[Command] = []
@@ -377,7 +378,7 @@ class RespHandler(FramedHandler):
                     size = size_of(head)
                     if size is None:
                         size = _long_header(head, b"$") if len(head) <= _MAX_DIGITS + 1 else -1
-                    if size != len(arg) or size > max_bulk:
+                    if size != len(arg):  # within max_bulk: see _batching
                         break
                     line += 2
                 else:
@@ -388,8 +389,10 @@ class RespHandler(FramedHandler):
             if not line:
                 break
             # bytes of the lines cut, CRLFs included: the window minus what is left of it
-            cut = len(window) - sum(map(len, lines[line:])) - 2 * (last - line)
-            at += cut
+            if line == last:
+                at += len(window) - len(lines[last])
+            else:
+                at += len(window) - sum(map(len, lines[line:])) - 2 * (last - line)
             if line < last or len(window) < _BATCH_WINDOW:
                 break  # stopped inside this window, or it reached the end of the buffer
         if at > start:

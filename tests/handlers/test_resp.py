@@ -310,7 +310,7 @@ fragments = st.sampled_from(
 limits = st.fixed_dictionaries(
     {
         "max_multibulk_length": st.integers(0, 4),
-        "max_bulk_length": st.integers(0, 12),
+        "max_bulk_length": st.integers(0, 12) | st.just(512 * 1024 * 1024),
         # small limits to hit them; the default to exercise the batch path (off below 20)
         "max_inline_length": st.integers(1, 16) | st.just(64 * 1024),
     }
