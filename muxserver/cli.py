@@ -82,6 +82,9 @@ def _dispatch(text: str) -> str:
     return text
 
 
+_LIMITS = Limits()
+"""The library's defaults, which the limit options start from rather than restate."""
+
 _SERVICES = (
     DemoFlag("echo", 7007, "echo over TCP and UDP"),
     DemoFlag("chat", 7070, "a line-based chat room (every line goes to every other member)"),
@@ -199,30 +202,30 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument(
         "--request-timeout",
         type=_positive(float),
-        default=60.0,
+        default=_LIMITS.request_timeout,
         metavar="SECONDS",
-        help="close a client whose request is still incomplete after this (default: 60)",
+        help="close a client whose request is still incomplete after this (default: %(default)s)",
     )
     limits.add_argument(
         "--high-water",
         type=parse_size,
-        default=64 << 10,
+        default=_LIMITS.high_water,
         metavar="BYTES",
-        help="stop reading from a client above this much unsent output (default: 64k)",
+        help="stop reading from a client above this much unsent output (default: %(default)s)",
     )
     limits.add_argument(
         "--low-water",
         type=parse_size,
-        default=16 << 10,
+        default=_LIMITS.low_water,
         metavar="BYTES",
-        help="read again once its output drains to this (default: 16k)",
+        help="read again once its output drains to this (default: %(default)s)",
     )
     limits.add_argument(
         "--max-input",
         type=parse_size,
-        default=1 << 20,
+        default=_LIMITS.max_input,
         metavar="BYTES",
-        help="largest incomplete request held per connection (default: 1M)",
+        help="largest incomplete request held per connection (default: %(default)s)",
     )
     front = parser.add_argument_group("load balancers and TLS")
     front.add_argument(
@@ -287,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 high_water=args.high_water,
                 low_water=args.low_water,
                 max_input=args.max_input,
-                max_output=max(Limits().max_output, args.high_water),
+                max_output=max(_LIMITS.max_output, args.high_water),
             ),
             dispatch=args.dispatch,
             proxy_versions=versions,
