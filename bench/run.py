@@ -263,11 +263,14 @@ def main(argv: list[str] | None = None) -> int:
     table = report.markdown(samples, names, meta, notes)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     report.write_json(RESULTS / "raw" / f"{stamp}.json", samples, meta, notes)
-    (RESULTS / "latest.md").write_text(table)
-    report.chart(RESULTS / "latest.png", samples, names, meta)
+    # Only a run of every server and workload replaces the README's table and chart.
+    whole = args.only is None and set(args.workloads) == set(WORKLOAD_KINDS)
+    base = "latest" if whole else "partial"
+    (RESULTS / f"{base}.md").write_text(table)
+    report.chart(RESULTS / f"{base}.png", samples, names, meta)
     print()
     print(table)
-    print(f"written: {RESULTS / 'latest.md'}, {RESULTS / 'latest.png'}, raw/{stamp}.json")
+    print(f"written: {RESULTS / base}.md, {RESULTS / base}.png, raw/{stamp}.json")
     return 0
 
 
