@@ -102,7 +102,9 @@ class FakePoller(Poller):
         self.owners.clear()
 
 
-def time_reactor(protocol: str, handlers: str, connections: int, passes: int) -> float:
+def time_reactor(
+    protocol: str, handlers: str, connections: int, passes: int, depth: int = 1
+) -> float:
     """Nanoseconds per request through Reactor + StreamServer."""
     poller = FakePoller()
     reactor = Reactor(poller=poller)
@@ -113,7 +115,7 @@ def time_reactor(protocol: str, handlers: str, connections: int, passes: int) ->
         new_session = SESSION_FACTORIES[protocol]()
         factory, service = (lambda: SessionHandler(new_session())), None
     server = StreamServer(reactor, factory, service, limits=limits, name=protocol)
-    socks = [FakeSocket(1000 + i, REQUESTS[protocol]) for i in range(connections)]
+    socks = [FakeSocket(1000 + i, REQUESTS[protocol] * depth) for i in range(connections)]
     for sock in socks:
         server.accepted(sock, ("127.0.0.1", sock.fd), True)  # type: ignore[arg-type]
     poller.events = [(sock.fd, READ) for sock in socks]
@@ -126,12 +128,12 @@ def time_reactor(protocol: str, handlers: str, connections: int, passes: int) ->
     if any(sock.sent != passes + 1 for sock in socks):
         raise RuntimeError("a request went unanswered: the benchmark measured nothing")
     reactor.close()
-    return elapsed / (passes * connections) * 1e9
+    return elapsed / (passes * connections * depth) * 1e9
 
 
-def time_floor(protocol: str, connections: int, passes: int) -> float:
+def time_floor(protocol: str, connections: int, passes: int, depth: int = 1) -> float:
     """Nanoseconds per request through the python-floor loop body."""
-    socks = [FakeSocket(1000 + i, REQUESTS[protocol]) for i in range(connections)]
+    socks = [FakeSocket(1000 + i, REQUESTS[protocol] * depth) for i in range(connections)]
     new_session = SESSION_FACTORIES[protocol]()
     conns = {sock.fd: (sock, new_session()) for sock in socks}
     events = [(sock.fd, READ) for sock in socks]
@@ -157,7 +159,7 @@ def time_floor(protocol: str, connections: int, passes: int) -> float:
     elapsed = time.perf_counter() - started
     if any(sock.sent != passes for sock in socks):
         raise RuntimeError("a request went unanswered: the benchmark measured nothing")
-    return elapsed / (passes * connections) * 1e9
+    return elapsed / (passes * connections * depth) * 1e9
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,14 +168,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--passes", type=int, default=4000)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--depth", type=int, default=1, help="requests per read (pipelining)")
+    parser.add_argument(
+        "--protocols", nargs="+", choices=sorted(REQUESTS), default=["resp", "http"]
+    )
     args = parser.parse_args(argv)
-    print(f"ns of Python per request ({args.connections} connections, best of {args.repeat})")
-    for protocol in ("resp", "http"):
-        floor = min(time_floor(protocol, args.connections, args.passes) for _ in range(args.repeat))
+    print(
+        f"ns of Python per request ({args.connections} connections, {args.depth} request(s) "
+        f"per read, best of {args.repeat})"
+    )
+    for protocol in args.protocols:
+        floor = min(
+            time_floor(protocol, args.connections, args.passes, args.depth)
+            for _ in range(args.repeat)
+        )
         rows = [("python-floor loop", floor)]
         for handlers in ("minimal", "own"):
             best = min(
-                time_reactor(protocol, handlers, args.connections, args.passes)
+                time_reactor(protocol, handlers, args.connections, args.passes, args.depth)
                 for _ in range(args.repeat)
             )
             rows.append((f"muxserver ({handlers} handler)", best))

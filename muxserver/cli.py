@@ -233,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["v1", "v2", "any"],
         help="require a PROXY protocol header (HAProxy send-proxy / send-proxy-v2) on every "
         "stream listener; the client address it carries is the one services, logs and the "
-        "status page see",
+        "status page see. With --tls-cert the header comes first and TLS after it (TLS "
+        "passthrough)",
     )
     front.add_argument("--tls-cert", metavar="PEM", help="serve TLS with this certificate chain")
     front.add_argument("--tls-key", metavar="PEM", help="its private key (default: in --tls-cert)")

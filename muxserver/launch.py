@@ -153,11 +153,6 @@ def tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
         if args.tls_key or args.tls_client_ca or args.tls_require_client_cert:
             raise UsageError("the --tls-* flags need --tls-cert")
         return None
-    if args.proxy_protocol:
-        raise UsageError(
-            "--proxy-protocol with TLS is not supported yet: terminate TLS at "
-            "the load balancer, or drop --proxy-protocol"
-        )
     from muxserver.tls import server_context
 
     try:

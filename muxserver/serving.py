@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from muxserver.endpoints import BoundSocket
-from muxserver.handlers.base import Handler, Request
+from muxserver.handlers.base import Event, Handler, Request
 from muxserver.handlers.echo import EchoHandler
 from muxserver.handlers.proxy import ProxyProtocolHandler
 from muxserver.handlers.resp import RespHandler
@@ -282,17 +282,22 @@ def _stream_server(
     strategy: DispatchStrategy | None,
 ) -> StreamServer:
     handler_factory = spec.handler_factory
+    setup: Callable[[StreamConnection], None] | None = None
+    upgrade: Callable[[bytes], Event] | None = None
+    if options.tls is not None:
+        from muxserver.tls import TLSAcceptor
+
+        acceptor = TLSAcceptor(options.tls, handshake_timeout=options.tls_handshake_timeout)
+        if options.proxy_versions:
+            upgrade = acceptor.upgrade  # the header is cleartext: TLS starts after it
+        else:
+            setup = acceptor
     if options.proxy_versions:
         inner, versions = handler_factory, options.proxy_versions
 
         def handler_factory() -> Handler:
-            return ProxyProtocolHandler(inner(), versions)
+            return ProxyProtocolHandler(inner(), versions, upgrade=upgrade)
 
-    setup: Callable[[StreamConnection], None] | None = None
-    if options.tls is not None:
-        from muxserver.tls import TLSAcceptor
-
-        setup = TLSAcceptor(options.tls, handshake_timeout=options.tls_handshake_timeout)
     return StreamServer(
         reactor,
         handler_factory,

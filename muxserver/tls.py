@@ -49,7 +49,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from muxserver.reactor.layer import LayerError, StreamLayer
+from muxserver.reactor.layer import LayerError, StreamLayer, UpgradeLayer
 from muxserver.reactor.stream import Phase
 from muxserver.tls_context import common_name, format_subject, requested_server_name, server_context
 from muxserver.tls_starttls import StartTLSLineHandler
@@ -312,7 +312,8 @@ def _ignore(extra: dict[str, Any]) -> None:
 
 
 class TLSAcceptor:
-    """Put a :class:`TLSLayer` on a connection: ``StreamServer(setup=...)`` or STARTTLS.
+    """Put a :class:`TLSLayer` on a connection: ``StreamServer(setup=...)``, STARTTLS, or
+    after a PROXY header (:meth:`upgrade`).
 
     Args:
         context: a server context (see :func:`server_context`).
@@ -349,6 +350,12 @@ class TLSAcceptor:
                 self.handshake_timeout, self._expire, connection, layer
             )
             layer.on_settled = timer.cancel
+
+    def upgrade(self, buffered: bytes) -> UpgradeLayer:
+        """The event that starts TLS mid-stream with no plaintext reply, ``buffered`` being
+        the first bytes of the handshake: ``ProxyProtocolHandler(inner, upgrade=acceptor.upgrade)``
+        serves TLS behind a PROXY header (see :mod:`muxserver.handlers.proxy`)."""
+        return UpgradeLayer(b"", self, buffered)
 
     def _expire(self, connection: StreamConnection, layer: TLSLayer) -> None:
         if layer.state is TLSState.HANDSHAKING and connection.phase is not Phase.CLOSED:

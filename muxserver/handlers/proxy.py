@@ -13,6 +13,7 @@ The life of one wrapper::
     READING_HEADER --header parsed--> HANDED_OVER   (PeerUpdate, then the inner's events)
     READING_HEADER --bad header-----> ERROR         (ProtocolError, no reply, sticky)
     READING_HEADER --EOF, no bytes--> CLOSED        (EndOfInput: a bare TCP health check)
+    READING_HEADER --header, EOF----> CLOSED        (EndOfInput; only with ``upgrade``)
 
 Buffering, the hand-over and delegation are :class:`~muxserver.handlers.wrapper.PreambleWrapper`'s.
 ``state`` reports the wrapper's own :class:`ProxyState` until the header is parsed and the
@@ -26,6 +27,21 @@ client) and ``"proxy_destination"`` (the address the client connected to). A ver
 2 header with an unspecified family or transport carry no address keys: the socket's own
 address stays the client address, as the specification requires.
 
+TLS behind the header (a load balancer passing TLS through, HAProxy ``mode tcp`` with
+``send-proxy-v2``): the header is cleartext and the TLS handshake starts right after it, so the
+layer cannot be installed when the connection opens. Give the wrapper ``upgrade``, a function
+of the bytes that followed the header that returns the event putting the layer in place --
+:meth:`muxserver.tls.TLSAcceptor.upgrade` is one. Those bytes then go to the new layer instead
+of the inner handler, and the event comes right after the PeerUpdate::
+
+    acceptor = TLSAcceptor(server_context("cert.pem", "key.pem"))
+    StreamServer(reactor, lambda: ProxyProtocolHandler(LineHandler(), upgrade=acceptor.upgrade),
+                 service)                                   # no setup=: the header comes first
+
+With ``upgrade`` the wrapper does not admit the peer while that event is still to be pulled, so
+the service's ``connection_made`` waits for the layer (a finished, authorized handshake). End of
+input right after the header ends the connection cleanly, like end of input before it.
+
 The header format itself -- parsing, TLVs, CRC32C, encoders -- is
 :mod:`muxserver.handlers.proxy_header`; its public names are re-exported here.
 """
@@ -33,7 +49,7 @@ The header format itself -- parsing, TLVs, CRC32C, encoders -- is
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from muxserver.handlers.base import NEED_DATA, Event, Handler, NeedData, PeerUpdate, ProtocolError
@@ -88,20 +104,29 @@ class ProxyProtocolHandler(PreambleWrapper[ProxyState]):
         max_header_bytes: the longest version 2 header (16 fixed bytes, addresses and TLVs)
             accepted; a longer one is a ProtocolError as soon as its length field arrives.
             Version 1 lines are capped at 107 bytes by the specification. At least 107.
+        upgrade: for a layer that starts after the header (TLS passthrough): called once,
+            with the bytes that followed the header, instead of giving them to ``inner``; the
+            event it returns (an ``UpgradeLayer``) comes right after the PeerUpdate. See the
+            module docstring.
 
     Raises:
         ValueError: if ``versions`` is empty or names a version other than 1 or 2, or if
             ``max_header_bytes`` is below 107.
     """
 
-    __slots__ = ("_scanned", "max_header_bytes", "versions")
+    __slots__ = ("_scanned", "max_header_bytes", "upgrade", "versions")
 
     _HANDED_OVER = ProxyState.HANDED_OVER
     _CLOSED = ProxyState.CLOSED
     _FAILED = ProxyState.ERROR
 
     def __init__(
-        self, inner: Handler, versions: Collection[int] = (1, 2), max_header_bytes: int = 4096
+        self,
+        inner: Handler,
+        versions: Collection[int] = (1, 2),
+        max_header_bytes: int = 4096,
+        *,
+        upgrade: Callable[[bytes], Event] | None = None,
     ) -> None:
         accepted = frozenset(versions)
         if not accepted or not accepted <= {1, 2}:
@@ -113,12 +138,19 @@ class ProxyProtocolHandler(PreambleWrapper[ProxyState]):
         super().__init__(inner, ProxyState.READING_HEADER)
         self.versions = accepted
         self.max_header_bytes = max_header_bytes
+        self.upgrade = upgrade
         self._scanned = 0  # version 1: bytes already searched for LF (keeps scanning linear)
 
     @property
     def proxy_state(self) -> ProxyState:
         """This wrapper's own state, whatever the inner handler's is."""
         return self._state
+
+    @property
+    def admitted(self) -> bool:
+        """After the hand-over, and with ``upgrade`` only once its event has been pulled: the
+        layer it installs decides from then on."""
+        return super().admitted and not self._pending
 
     def _step(self) -> Event | NeedData:
         """The PeerUpdate once the header is complete (the hand-over), else NEED_DATA.
@@ -135,7 +167,13 @@ class ProxyProtocolHandler(PreambleWrapper[ProxyState]):
             return self._end()
         extra, length = parsed
         del self._buffer[:length]
-        return self._hand_over(PeerUpdate(extra))
+        if self.upgrade is None:
+            return self._hand_over(PeerUpdate(extra))
+        if self._eof:
+            return self._end()  # gone before the layer could start: nothing to serve
+        rest = bytes(self._buffer)  # the layer's first bytes, never the inner handler's
+        self._buffer = bytearray()
+        return self._hand_over(PeerUpdate(extra), self.upgrade(rest))
 
     def _parse(self) -> tuple[dict[str, Any], int] | None:
         """Return (PeerUpdate extra, header length), or None while the header is incomplete."""

@@ -528,6 +528,7 @@ class StreamConnection(ResponseQueueMixin, OutputMixin):
                 return False
             if plaintext:
                 self.handler.receive_data(plaintext)
+        self._admit()  # a handler may hold admission until its upgrade event is out
         return True
 
     # -- the public connection API (see muxserver.service.PushTarget) ---------------------

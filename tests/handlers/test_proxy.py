@@ -331,6 +331,76 @@ def test_send_encode_error_push_and_buffered_are_delegated() -> None:
     assert handler.encode_push(b"news") == b"news"
 
 
+# --- a layer after the header (TLS passthrough) ------------------------------------------
+
+
+class Upgrade(Event):
+    """Stands for the UpgradeLayer event: records the bytes handed to the new layer."""
+
+    __slots__ = ("layer_bytes",)
+
+    def __init__(self, layer_bytes: bytes) -> None:
+        self.layer_bytes = layer_bytes
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Upgrade) and other.layer_bytes == self.layer_bytes
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Upgrade({self.layer_bytes!r})"
+
+
+def test_with_upgrade_the_bytes_after_the_header_go_to_the_layer_not_the_inner_handler() -> None:
+    handler = wrap(upgrade=Upgrade)
+    handler.receive_data(encode_v2(("1.2.3.4", 1), ("5.6.7.8", 2)) + b"\x16\x03\x01hello\n")
+    update = handler.next_event()
+    assert isinstance(update, PeerUpdate)
+    assert update.extra["proxy_address"] == ("1.2.3.4", 1)
+    assert not handler.admitted  # the layer is not in place yet: no connection_made
+    assert handler.next_event() == Upgrade(b"\x16\x03\x01hello\n")
+    assert handler.admitted
+    assert handler.buffered == 0  # nothing reached the line parser
+    assert handler.next_event() is NEED_DATA
+    handler.receive_data(b"plaintext from the layer\n")  # what the layer decrypts, later
+    assert handler.next_event() == Line(b"plaintext from the layer")
+
+
+def test_with_upgrade_only_bytes_after_the_header_in_its_own_read_go_to_the_layer() -> None:
+    # Bytes of a later read reach the wrapper through the installed layer (as plaintext), so
+    # the wrapper passes them to the inner handler: here they stand for that plaintext.
+    header = encode_v1(("203.0.113.7", 40000), ("10.0.0.1", 443))
+    data = header + b"abc\n"
+    for cut in range(1, len(data) + 1):
+        handler = wrap(upgrade=Upgrade)
+        handler.receive_data(data[:cut])
+        events = drain(handler)
+        if data[cut:]:
+            handler.receive_data(data[cut:])
+            events += drain(handler)
+        split = cut if cut >= len(header) else len(data)  # where the header's read ends
+        assert isinstance(events[0], PeerUpdate)
+        assert events[0].extra["proxy_address"] == ("203.0.113.7", 40000)
+        assert events[1] == Upgrade(data[len(header) : split])
+        assert events[2:] == ([Line(data[split:-1])] if data[split:] else [])
+
+
+def test_with_upgrade_end_of_input_right_after_the_header_ends_cleanly() -> None:
+    calls: list[bytes] = []
+
+    def upgrade(rest: bytes) -> Event:
+        calls.append(rest)
+        return Upgrade(rest)
+
+    handler = wrap(upgrade=upgrade)
+    handler.receive_data(b"PROXY UNKNOWN\r\n\x16\x03")
+    handler.receive_data(b"")
+    assert drain(handler) == [EndOfInput()]
+    assert handler.proxy_state is ProxyState.CLOSED
+    assert calls == []  # no layer for a client that has gone
+    assert not handler.admitted
+
+
 def test_constructor_rejects_bad_configuration() -> None:
     with pytest.raises(ValueError, match="versions"):
         wrap(versions=(3,))
