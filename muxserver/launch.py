@@ -203,10 +203,13 @@ def _single(args: argparse.Namespace, options: ProcessOptions, bound: list[Bound
 
 
 def _supervise(args: argparse.Namespace, options: ProcessOptions, bound: list[BoundSocket]) -> int:
+    from muxserver.metrics_share import MetricsShare
     from muxserver.supervisor import Supervisor, WorkerLink
 
     notifier = Notifier()
     os.environ.pop("NOTIFY_SOCKET", None)  # workers must not speak for the service
+    share = MetricsShare.create()  # one /metrics scrape answers for every worker
+    options = dataclasses.replace(options, metrics_dir=share.directory)
 
     def work(link: WorkerLink) -> int:
         summary = run_process(options, bound, on_ready=lambda lines: link.ready(), worker=True)
@@ -226,8 +229,12 @@ def _supervise(args: argparse.Namespace, options: ProcessOptions, bound: list[Bo
         before_reload=before_reload,
         notifier=notifier,
         on_ready=lambda: _banner(args, bound, []),
+        on_exit=share.forget,
     )
-    report = supervisor.run()
+    try:
+        report = supervisor.run()
+    finally:
+        share.remove()  # workers leave by os._exit and never come back here
     notifier.close()
     total = Summary(report=f"{args.workers} workers drained in {report.drain_seconds:.3f}s")
     for item in report.summaries:

@@ -15,7 +15,10 @@ The one thing measured here is the loop's own latency: :meth:`Metrics.watch_loop
 reactor's ``pass_observer``, and every pass adds its handling time to a :class:`Histogram`
 (a bisect and two additions). Without it the reactor pays one ``None`` test per pass.
 
-:func:`render_prometheus` writes the Prometheus text exposition format (version 0.0.4).
+:func:`collect` lays the numbers out as metric :class:`Family` objects and
+:func:`render_prometheus` writes them in the Prometheus text exposition format (version 0.0.4).
+Pre-forked workers share their families through :mod:`muxserver.metrics_share`, so one scrape
+of any worker answers for all of them (:func:`merge_workers`).
 """
 
 from __future__ import annotations
@@ -28,16 +31,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from muxserver.reactor.listen import format_address
+from muxserver.reactor.stream import Phase
+from muxserver.reactor.table import ConnectionState
 
 if TYPE_CHECKING:
+    from muxserver.metrics_share import MetricsShare
     from muxserver.reactor import DatagramEndpoint, DispatchStrategy, Reactor, StreamServer
 
 __all__ = [
     "LOOP_BUCKETS",
+    "Family",
     "Histogram",
     "Metrics",
     "ServerTotals",
     "StrategyLoad",
+    "collect",
+    "merge_workers",
+    "render_families",
     "render_prometheus",
 ]
 
@@ -132,6 +142,8 @@ class Metrics:
         """Lines describing what the process serves beyond the registered servers."""
         self.started = time.time()
         """Wall-clock start time (seconds since the epoch)."""
+        self.share: MetricsShare | None = None
+        """Where the other worker processes' numbers are found (``--workers``), if anywhere."""
 
     def add_server(self, server: StreamServer) -> None:
         """Report ``server``'s numbers."""
@@ -162,8 +174,19 @@ class Metrics:
 
     def server_totals(self) -> list[ServerTotals]:
         """Lifetime totals per server: closed connections' counts plus the open ones'."""
+        return self.census()[1]
+
+    def census(self) -> tuple[dict[ConnectionState, int], list[ServerTotals]]:
+        """Open connections by state, and :meth:`server_totals`, from one pass over the table."""
+        # hot path of a scrape: one pass, the state of an idle or reading record inlined
+        by_state = dict.fromkeys(ConnectionState, 0)
+        idle, reading = ConnectionState.IDLE, ConnectionState.READING
         live: dict[int, list[int]] = {id(server): [0, 0, 0] for server in self.servers}
         for record in self.reactor.table.records():
+            if record.phase is Phase.OPEN and not record.in_flight and not record.out_bytes:
+                by_state[reading if record.handler.buffered else idle] += 1
+            else:
+                by_state[record.state] += 1
             sums = live.get(id(record.server))
             if sums is not None:
                 sums[0] += record.requests
@@ -185,7 +208,7 @@ class Metrics:
                     refused=server.refused,
                 )
             )
-        return totals
+        return by_state, totals
 
     def strategy_loads(self) -> list[StrategyLoad]:
         """Busy and queued requests of every strategy (see :func:`strategy_load`).
@@ -256,34 +279,102 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
-class _Writer:
-    """Collects metric families: HELP and TYPE once, then the samples."""
+Sample = tuple[str, dict[str, Any], float]
+"""One sample of a family: the suffix of its name (``""``, ``"_bucket"``...), labels, value."""
+
+
+@dataclass
+class Family:
+    """One metric family: its name, Prometheus type, help text and samples."""
+
+    name: str
+    kind: str
+    help: str
+    samples: list[Sample]
+
+    def to_json(self) -> list[Any]:
+        """A JSON-able form (for sharing between worker processes)."""
+        return [self.name, self.kind, self.help, [list(sample) for sample in self.samples]]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> Family:
+        """The inverse of :meth:`to_json`.
+
+        Raises:
+            ValueError: ``data`` is not what :meth:`to_json` makes.
+        """
+        try:
+            name, kind, help_text, samples = data
+            return cls(
+                str(name),
+                str(kind),
+                str(help_text),
+                [(str(suffix), dict(labels), float(value)) for suffix, labels, value in samples],
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"not a metric family: {exc}") from None
+
+
+class _Collector:
+    """Collects metric families in order."""
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
+        self.families: list[Family] = []
 
     def family(
         self, name: str, kind: str, help_text: str, samples: Iterable[tuple[dict[str, Any], float]]
     ) -> None:
-        self.lines.append(f"# HELP {name} {help_text}")
-        self.lines.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            self.lines.append(f"{name}{_labels(labels)} {_number(value)}")
+        self.families.append(
+            Family(name, kind, help_text, [("", labels, value) for labels, value in samples])
+        )
 
     def histogram(self, name: str, help_text: str, histogram: Histogram) -> None:
-        self.lines.append(f"# HELP {name} {help_text}")
-        self.lines.append(f"# TYPE {name} histogram")
-        for bound, running in histogram.cumulative():
-            self.lines.append(f'{name}_bucket{{le="{_number(bound)}"}} {running}')
-        self.lines.append(f"{name}_sum {histogram.sum!r}")
-        self.lines.append(f"{name}_count {histogram.count}")
+        buckets = histogram.cumulative()
+        samples: list[Sample] = [("_bucket", {"le": _number(le)}, n) for le, n in buckets]
+        samples += [("_sum", {}, histogram.sum), ("_count", {}, histogram.count)]
+        self.families.append(Family(name, "histogram", help_text, samples))
 
 
-def render_prometheus(metrics: Metrics) -> str:
-    """Every number of ``metrics`` in the Prometheus text exposition format (reactor thread)."""
+def render_families(families: Iterable[Family]) -> str:
+    """``families`` in the Prometheus text exposition format."""
+    lines: list[str] = []
+    for family in families:
+        lines.append(f"# HELP {family.name} {family.help}")
+        lines.append(f"# TYPE {family.name} {family.kind}")
+        for suffix, labels, value in family.samples:
+            lines.append(f"{family.name}{suffix}{_labels(labels)} {_number(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def merge_workers(
+    own_pid: int, own: list[Family], others: Iterable[tuple[int, list[Family]]]
+) -> list[Family]:
+    """One family list for several processes: every sample gets its process's ``pid`` label.
+
+    Families keep the order of ``own``; one that only another process has comes after them.
+    """
+    merged: dict[str, Family] = {}
+
+    def add(pid: int, families: list[Family]) -> None:
+        for family in families:
+            into = merged.get(family.name)
+            if into is None:
+                into = merged[family.name] = Family(family.name, family.kind, family.help, [])
+            into.samples += [
+                (suffix, {**labels, "pid": pid}, value) for suffix, labels, value in family.samples
+            ]
+
+    add(own_pid, own)
+    for pid, families in sorted(others, key=lambda other: other[0]):
+        add(pid, families)
+    return list(merged.values())
+
+
+def collect(metrics: Metrics) -> list[Family]:
+    """Every number of ``metrics`` as metric families (reactor thread)."""
     reactor = metrics.reactor
     table = reactor.table
-    out = _Writer()
+    out = _Collector()
     out.family(
         "muxserver_up",
         "gauge",
@@ -302,7 +393,7 @@ def render_prometheus(metrics: Metrics) -> str:
         "When the process started, in seconds since the epoch.",
         [({}, metrics.started)],
     )
-    by_state = table.count_by_state()
+    by_state, totals = metrics.census()
     out.family(
         "muxserver_connections",
         "gauge",
@@ -321,7 +412,6 @@ def render_prometheus(metrics: Metrics) -> str:
         "Stream connections closed.",
         [({}, table.closed)],
     )
-    totals = metrics.server_totals()
     per_server: list[tuple[str, str, str, str]] = [
         ("muxserver_server_connections", "gauge", "connections", "Open connections by service."),
         ("muxserver_requests_total", "counter", "requests", "Requests received by service."),
@@ -367,4 +457,17 @@ def render_prometheus(metrics: Metrics) -> str:
             "Time each reactor pass spent handling ready sockets, timers and callbacks.",
             metrics.loop_latency,
         )
-    return "\n".join(out.lines) + "\n"
+    return out.families
+
+
+def render_prometheus(metrics: Metrics) -> str:
+    """Every number of ``metrics`` in the Prometheus text exposition format (reactor thread).
+
+    With a :attr:`Metrics.share` (``--workers``), the other workers' latest snapshots are
+    included and every sample carries a ``pid`` label.
+    """
+    families = collect(metrics)
+    if metrics.share is not None:
+        own = os.getpid()
+        families = merge_workers(own, families, metrics.share.others(own))
+    return render_families(families)

@@ -30,6 +30,7 @@ from muxserver.handlers.echo import EchoHandler
 from muxserver.handlers.proxy import ProxyProtocolHandler
 from muxserver.handlers.resp import RespHandler
 from muxserver.metrics import Metrics
+from muxserver.metrics_share import MetricsShare
 from muxserver.reactor import DatagramEndpoint, Limits, Reactor, StreamServer
 from muxserver.reactor.dispatch import (
     DispatchStrategy,
@@ -94,6 +95,9 @@ class ProcessOptions:
     name: str = "muxserver"
     rpc: tuple[str, int, bool] | None = None
     """``(host, port, register)`` of the Sun RPC demo, which binds its own sockets."""
+    metrics_dir: str | None = None
+    """A :class:`~muxserver.metrics_share.MetricsShare` directory (workers): publish there and
+    answer ``/metrics`` for every worker."""
 
 
 @dataclass
@@ -271,6 +275,8 @@ def build(
         ]
         for prog, vers in rpc.registered:
             metrics.banner.append(f"rpc   registered with rpcbind: program {prog} version {vers}")
+    if options.metrics_dir is not None:  # once every server is registered
+        MetricsShare(options.metrics_dir).publish_every(reactor, metrics)
     return metrics
 
 

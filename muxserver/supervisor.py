@@ -126,6 +126,8 @@ class Supervisor:
             RELOADING/READY around a reload, STOPPING on shutdown).
         on_ready: called once, when the first generation is ready.
         ready_timeout: how long a new generation may take to become ready on reload.
+        on_exit: called with a worker's pid once it has been reaped, whatever the reason
+            (e.g. to drop what the worker left behind: its metrics snapshot).
     """
 
     def __init__(
@@ -138,6 +140,7 @@ class Supervisor:
         notifier: Notifier | None = None,
         on_ready: Callable[[], None] | None = None,
         ready_timeout: float = 30.0,
+        on_exit: Callable[[int], None] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
@@ -148,6 +151,7 @@ class Supervisor:
         self.notifier = notifier
         self.on_ready = on_ready
         self.ready_timeout = ready_timeout
+        self.on_exit = on_exit
         self.generation = 0
         self.report = SupervisorReport()
         self.reactor = Reactor()
@@ -325,6 +329,11 @@ class Supervisor:
                 continue
             self._pipe_readable(worker)  # a summary written just before exiting
             self._close_pipe(worker)
+            if self.on_exit is not None:
+                try:
+                    self.on_exit(pid)
+                except Exception:
+                    log.exception("on_exit failed for worker %d", pid)
             if worker.summary is not None:
                 self.report.summaries.append(worker.summary)
             if not worker.stopping and not self._stopping:

@@ -204,6 +204,7 @@ class StatusService(Service):
         self.sequence += 1
         latency = metrics.loop_latency
         table = reactor.table
+        by_state, totals = metrics.census()
         return {
             "name": self.name,
             "pid": os.getpid(),
@@ -214,9 +215,9 @@ class StatusService(Service):
                 "open": len(table),
                 "accepted": table.accepted,
                 "closed": table.closed,
-                "by_state": {s.value: n for s, n in table.count_by_state().items()},
+                "by_state": {s.value: n for s, n in by_state.items()},
             },
-            "services": [dataclasses.asdict(t) for t in metrics.server_totals()],
+            "services": [dataclasses.asdict(t) for t in totals],
             "dispatch": [
                 {"name": load.name, "busy": load.busy, "queued": load.queued, **load.stats}
                 for load in metrics.strategy_loads()
