@@ -29,14 +29,15 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.handlers_bench import HTTP_REQUEST, RESP_COMMANDS
 from bench.peers.minimal import Session, http_session_factory, resp_session_factory
 from bench.servers.muxserver_server import SessionHandler, own_handlers
 from muxserver.reactor import Limits, Reactor, StreamServer
 from muxserver.reactor.poller import READ, WRITE, Poller
 
 REQUESTS = {
-    "resp": b"*3\r\n$3\r\nSET\r\n$16\r\nkey:__rand_int__\r\n$3\r\nxxx\r\n",
-    "http": b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    "resp": RESP_COMMANDS["set"],
+    "http": HTTP_REQUEST,
 }
 SESSION_FACTORIES: dict[str, Callable[[], Callable[[], Session]]] = {
     "resp": resp_session_factory,
@@ -172,10 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--protocols", nargs="+", choices=sorted(REQUESTS), default=["resp", "http"]
     )
+    parser.add_argument("--resp-command", choices=sorted(RESP_COMMANDS), default="set")
     args = parser.parse_args(argv)
+    REQUESTS["resp"] = RESP_COMMANDS[args.resp_command]
     print(
         f"ns of Python per request ({args.connections} connections, {args.depth} request(s) "
-        f"per read, best of {args.repeat})"
+        f"per read, RESP {args.resp_command.upper()}, best of {args.repeat})"
     )
     for protocol in args.protocols:
         floor = min(
