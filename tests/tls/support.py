@@ -14,9 +14,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from muxserver.auth import CertificateRules
 from muxserver.handlers.base import Handler
 from muxserver.reactor.loop import Reactor
 from muxserver.reactor.server import StreamServer
+from muxserver.service import Peer, PushTarget, Service
+from muxserver.tls import TLSAcceptor, server_context
 
 OPENSSL = "/usr/bin/openssl"
 
@@ -217,3 +220,31 @@ def recv_until(
             break
         data += chunk
     return data
+
+
+class Recorder(Service):
+    """Records the lifecycle calls; greets on connection_made, echoes lines."""
+
+    def __init__(self) -> None:
+        self.made: list[tuple[Any, dict[str, Any]]] = []
+        self.lost: list[int] = []
+
+    def connection_made(self, connection: PushTarget, peer: Peer) -> None:
+        self.made.append((peer.client_address, dict(peer.extra)))
+        connection.push(b"welcome")
+
+    def connection_lost(self, connection: PushTarget, peer: Peer) -> None:
+        self.lost.append(connection.id)
+
+    def handle(self, request: Any, peer: Peer) -> bytes:
+        return bytes(request.line)
+
+
+def mutual_tls_acceptor(certs: Certificates, *common_names: str) -> TLSAcceptor:
+    """An acceptor that requires a client certificate from the test CA naming one of
+    ``common_names``."""
+    context = server_context(
+        str(certs.server_cert), str(certs.server_key), client_ca=str(certs.ca),
+        require_client_cert=True,
+    )  # fmt: skip
+    return TLSAcceptor(context, authorize=CertificateRules(common_names=list(common_names)))

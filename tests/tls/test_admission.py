@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-from typing import Any
 
 import pytest
 
@@ -22,31 +21,12 @@ from muxserver.auth import (
 )
 from muxserver.handlers.lines import LineHandler
 from muxserver.handlers.proxy import ProxyProtocolHandler, encode_v1
-from muxserver.service import Peer, PushTarget, Service
 from muxserver.testing.live import ReactorThread, connect
-from muxserver.tls import TLSAcceptor, server_context
+from muxserver.tls import TLSAcceptor
 from tests.reactor.support import recv_all, recv_until, wait_for
-from tests.tls.support import Certificates, client_context
+from tests.tls.support import Certificates, Recorder, client_context, mutual_tls_acceptor
 
 SECRET = b"correct horse battery staple"
-
-
-class Recorder(Service):
-    """Records the lifecycle calls; greets on connection_made, echoes lines."""
-
-    def __init__(self) -> None:
-        self.made: list[Any] = []
-        self.lost: list[int] = []
-
-    def connection_made(self, connection: PushTarget, peer: Peer) -> None:
-        self.made.append((peer.client_address, dict(peer.extra)))
-        connection.push(b"welcome")
-
-    def connection_lost(self, connection: PushTarget, peer: Peer) -> None:
-        self.lost.append(connection.id)
-
-    def handle(self, request: Any, peer: Peer) -> bytes:
-        return bytes(request.line)
 
 
 def test_a_peer_refused_by_the_challenge_never_reaches_the_service() -> None:
@@ -87,11 +67,8 @@ def test_a_tls_client_refused_by_the_authorizer_never_reaches_the_service(
     certs: Certificates,
 ) -> None:
     service = Recorder()
-    context = server_context(
-        str(certs.server_cert), str(certs.server_key), client_ca=str(certs.ca),
-        require_client_cert=True,
-    )  # fmt: skip
-    acceptor = TLSAcceptor(context, authorize=CertificateRules(common_names=["bob"]))
+    acceptor = mutual_tls_acceptor(certs, "bob")
+    context = acceptor.context
     with ReactorThread() as live:
         _, address = live.serve(LineHandler, service, setup=acceptor)
         alice = client_context(certs, cert=certs.client_cert, key=certs.client_key)

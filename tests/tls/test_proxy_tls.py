@@ -19,36 +19,16 @@ from typing import Any
 
 import pytest
 
-from muxserver.auth import CertificateRules
 from muxserver.handlers.lines import LineHandler
 from muxserver.handlers.proxy import ProxyProtocolHandler, encode_v1, encode_v2
-from muxserver.service import Peer, PushTarget, Service
 from muxserver.testing.live import ReactorThread
 from muxserver.tls import TLSAcceptor, server_context
 from tests.reactor.support import recv_all, wait_for
-from tests.tls.support import Certificates, client_context
+from tests.tls.support import Certificates, Recorder, client_context, mutual_tls_acceptor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLIENT = ("203.0.113.7", 40000)
 FRONT = ("10.0.0.1", 443)
-
-
-class Recorder(Service):
-    """Records who connection_made saw; greets the client, echoes lines."""
-
-    def __init__(self) -> None:
-        self.made: list[tuple[Any, dict[str, Any]]] = []
-        self.lost = 0
-
-    def connection_made(self, connection: PushTarget, peer: Peer) -> None:
-        self.made.append((peer.client_address, dict(peer.extra)))
-        connection.push(b"welcome")
-
-    def connection_lost(self, connection: PushTarget, peer: Peer) -> None:
-        self.lost += 1
-
-    def handle(self, request: Any, peer: Peer) -> bytes:
-        return bytes(request.line)
 
 
 class BioClient:
@@ -122,7 +102,7 @@ def test_header_and_client_hello_in_one_segment_then_tls_to_the_service(
             assert tls.recv(100) == b"welcome\n"
             tls.sendall(b"again\n")
             assert tls.recv(100) == b"again\n"
-        assert wait_for(lambda: live.call(lambda: service.lost) == 2)
+        assert wait_for(lambda: live.call(lambda: len(service.lost)) == 2)
         made = live.call(lambda: list(service.made))
     assert [client for client, _ in made] == [CLIENT, ("198.51.100.9", 50000)]
     for _, extra in made:
@@ -132,11 +112,7 @@ def test_header_and_client_hello_in_one_segment_then_tls_to_the_service(
 
 def test_no_service_code_runs_for_a_peer_the_tls_layer_refuses(certs: Certificates) -> None:
     service = Recorder()
-    context = server_context(
-        str(certs.server_cert), str(certs.server_key), client_ca=str(certs.ca),
-        require_client_cert=True,
-    )  # fmt: skip
-    acceptor = TLSAcceptor(context, authorize=CertificateRules(common_names=["bob"]))
+    acceptor = mutual_tls_acceptor(certs, "bob")
     factory = lambda: ProxyProtocolHandler(LineHandler(), upgrade=acceptor.upgrade)  # noqa: E731
     alice = client_context(certs, cert=certs.client_cert, key=certs.client_key)
     with ReactorThread() as live:
