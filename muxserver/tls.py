@@ -140,6 +140,11 @@ class TLSLayer(StreamLayer):
         return self._state
 
     @property
+    def ended(self) -> bool:
+        """True once the peer's close_notify has been read."""
+        return self._state is TLSState.PEER_CLOSED
+
+    @property
     def admitted(self) -> bool:
         """True once the handshake completed and the peer was authorized."""
         return self._state is TLSState.OPEN or self._state is TLSState.PEER_CLOSED

@@ -65,6 +65,9 @@ class StartTLSLineHandler(LineHandler):
             if self._unanswered:
                 return PAUSED
             self._held = None
+            # Whatever arrived while the upgrade waited belongs to the new layer too: it is
+            # never parsed as lines (CVE-2011-0411).
+            held.buffered += self._reader.read_rest()
             return held
         event = super().next_event()
         if type(event) is UpgradeLayer and self._unanswered:

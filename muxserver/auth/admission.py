@@ -101,14 +101,23 @@ class AddressRules:
         return reason
 
 
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
 def _network(entry: str) -> _Network:
     try:
-        return ipaddress.ip_network(entry.strip(), strict=False)
+        network = ipaddress.ip_network(entry.strip(), strict=False)
     except ValueError:
         raise ValueError(
             f"{entry!r} is not an IP network: write e.g. '192.0.2.0/24', '2001:db8::/32' "
             "or a single address"
         ) from None
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
+        # Written as a dual-stack listener shows IPv4 peers (::ffff:a.b.c.d): peers are
+        # compared as IPv4, so the rule must be IPv4 too.
+        address = int(network.network_address) & 0xFFFFFFFF
+        return ipaddress.IPv4Network((address, network.prefixlen - 96))
+    return network
 
 
 class PeerCredentials(NamedTuple):

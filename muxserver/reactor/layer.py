@@ -51,7 +51,9 @@ class StreamLayer:
         """Take bytes from the socket (``b""`` at end of input) and return the plaintext for
         the handler: ``b""`` when there is none yet (a handshake in progress), ``None`` when
         the plaintext stream has ended -- ``None`` for ``data == b""`` unless the end is
-        itself an error (TLS: end of input without close_notify raises).
+        itself an error (TLS: end of input without close_notify raises). When the stream
+        ends in the same bytes as its last plaintext (TLS: data and close_notify in one
+        read), that plaintext is returned and :attr:`ended` turns true.
 
         Raises:
             LayerError: the peer's bytes cannot be processed; the connection is dropped.
@@ -65,6 +67,12 @@ class StreamLayer:
     def close(self) -> bytes:
         """Bytes to write before the connection half-closes (e.g. TLS close_notify)."""
         return b""
+
+    @property
+    def ended(self) -> bool:
+        """Whether the plaintext stream has ended: no plaintext will follow what
+        :meth:`receive` returned last. The default never ends before end of input."""
+        return False
 
     @property
     def admitted(self) -> bool:

@@ -317,7 +317,12 @@ class StreamConnection(ResponseQueueMixin, OutputMixin):
             if plaintext is None:
                 data = b""  # the end of the layer's stream is the handler's end of input
             elif plaintext:
-                return plaintext
+                if not self.layer.ended:
+                    return plaintext
+                # The stream's last plaintext and its end in one read: the handler gets the
+                # plaintext now and its end of input from _end_of_input, in that order.
+                self.handler.receive_data(plaintext)
+                data = b""
             else:  # only the layer's own traffic (a handshake) so far
                 if self._out is not None:
                     self._flush()

@@ -115,9 +115,14 @@ class BaseServer:
             self._serving = threading.current_thread()
             self._is_shut_down.clear()
         try:
+            if self._shutdown_request:  # asked before this thread got here: return at once
+                return
             with self._watching() as readiness:
                 while not self._shutdown_request:
-                    if self._wait(readiness, poll_interval):
+                    ready = self._wait(readiness, poll_interval)
+                    if self._shutdown_request:  # asked during the wait: serve no one else
+                        break
+                    if ready:
                         self._handle_request_noblock()
                     self.service_actions()
         finally:
@@ -137,10 +142,11 @@ class BaseServer:
         with self._lock:
             self._shutdown_request = True
             serving = self._serving
-        if serving is None or serving is threading.current_thread():
+        if serving is None:
             return
-        self._reactor.call_soon_threadsafe(_nothing)
-        self._is_shut_down.wait()
+        self._reactor.call_soon_threadsafe(_nothing)  # wakes the wait, even from a signal handler
+        if serving is not threading.current_thread():
+            self._is_shut_down.wait()
 
     def service_actions(self) -> None:
         """Called by ``serve_forever`` after every wait; mix-ins reap workers here."""

@@ -286,3 +286,11 @@ def test_a_unix_socket_is_not_judged_by_address_rules() -> None:
     left, right = socket.socketpair()
     with left, right:
         assert rules(left, "") is None
+
+
+def test_address_rules_in_ipv4_mapped_form_match_ipv4_mapped_peers() -> None:
+    deny = AddressRules(deny=["::ffff:10.6.6.0/120"])
+    assert deny.check("::ffff:10.6.6.7") is not None
+    assert deny.check("10.6.6.7") is not None
+    allow = AddressRules(allow=["::ffff:127.0.0.1"])
+    assert allow.check("::ffff:127.0.0.1") is None
