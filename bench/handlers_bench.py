@@ -103,6 +103,13 @@ def workloads() -> dict[str, tuple[bytes, int, Run, Run]]:
                 own_runner(RespHandler, KVService()),
                 minimal_runner(resp_session_factory()),
             )
+    # What redis-benchmark -t ping_inline -P16 sends: the step path's pipelined case.
+    result["resp ping_inline -P16"] = (
+        b"PING\r\n",
+        16,
+        own_runner(RespHandler, KVService()),
+        minimal_runner(resp_session_factory()),
+    )
     result["http GET"] = (
         HTTP_REQUEST,
         1,

@@ -200,9 +200,10 @@ class HTTPRequest(Request):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
+        trailers = f", trailers={self.trailers!r}" if self.trailers else ""
         return (
             f"HTTPRequest({self.method!r}, {self.target!r}, {self.http_version!r}, "
-            f"{self.headers!r}, body={self.body!r}, keep_alive={self.keep_alive})"
+            f"{self.headers!r}, body={self.body!r}, keep_alive={self.keep_alive}{trailers})"
         )
 
 

@@ -96,7 +96,10 @@ _CACHED: Final = 1024
 _NO_COMMANDS: Final[list[Command]] = []
 """Every handler's ``_ready`` while no batch waits; never appended to."""
 _BATCH_WINDOW: Final = 16 * 1024
-"""Bytes the batch path splits into lines at a time: a bound on its work per bail-out."""
+"""Bytes the batch path splits into lines at a time, past its first window."""
+_FIRST_WINDOW: Final = 2 * 1024
+"""The first window of each batch: a command the batch path cannot take (a payload holding a
+CRLF, a non-canonical header) costs a split of this much before the step path takes it."""
 _COUNT_OF: Final = {b"*%d" % n: n for n in range(1, _CACHED)}
 _SIZE_OF: Final = {b"$%d" % n: n for n in range(_CACHED)}
 """Canonical ``*``/``$`` header lines (CRLF excluded) -> their count: one lookup parses one."""
@@ -334,8 +337,8 @@ class RespHandler(FramedHandler):
         ``None`` when nothing is buffered. Bails out on anything unusual, consuming nothing of
         it: the step path then accepts it, waits for more, or raises the right error.
 
-        The buffer is split on CRLF once, up to :data:`_BATCH_WINDOW` bytes at a time, and
-        the lines are walked: a canonical multibulk of ``n`` arguments is ``2n + 1`` lines,
+        The buffer is split on CRLF once per window (:data:`_FIRST_WINDOW` bytes, then
+        :data:`_BATCH_WINDOW` while commands run past a window's end), and the lines are walked: a canonical multibulk of ``n`` arguments is ``2n + 1`` lines,
         its header, then each argument's ``$`` header and payload. A payload holding a CRLF
         splits into pieces shorter than its header says, so the length check that accepts a
         payload line also proves its framing.
@@ -347,30 +350,33 @@ class RespHandler(FramedHandler):
         end = len(view)
         if start >= end:
             return None
-        if not self._batching:
-            return []
+        if not self._batching or view[start] != _STAR:
+            return []  # inline commands and the rest are the step path's, one at a time
         max_count = self._max_multibulk
         count_of = _COUNT_OF.get
         size_of = _SIZE_OF.get
         ready: list[Command] = []
         at = start
+        size = _FIRST_WINDOW
         while at < end:
-            window = view[at : at + _BATCH_WINDOW]
+            window = view[at : at + size]
             if type(window) is not bytes:
                 window = bytes(window)
             lines = window.split(_CRLF)
             last = len(lines) - 1  # lines[last] is not CRLF-terminated: never a whole line
             line = 0
+            refused = False  # a command the step path must take (or wait for)
             while line < last:
                 head = lines[line]
                 count = count_of(head)
                 if count is None:
                     count = _long_header(head, b"*") if len(head) <= _MAX_DIGITS + 1 else -1
                 if count < 1 or count > max_count:
+                    refused = True
                     break
                 stop = line + 1 + 2 * count
                 if stop > last:
-                    break
+                    break  # runs past this window
                 args = lines[line + 2 : stop : 2]
                 line += 1
                 for arg in args:
@@ -385,20 +391,24 @@ class RespHandler(FramedHandler):
                     ready.append(Command(args))
                     continue
                 line = stop - 2 * count - 1  # back to this command's header: not cut
+                refused = True
                 break
-            if not line:
-                break
-            # bytes of the lines cut, CRLFs included: the window minus what is left of it
-            if line == last:
-                at += len(window) - len(lines[last])
-            else:
-                at += len(window) - sum(map(len, lines[line:])) - 2 * (last - line)
-            if line < last or len(window) < _BATCH_WINDOW:
-                break  # stopped inside this window, or it reached the end of the buffer
+            if line:
+                # bytes of the lines cut, CRLFs included: the window minus what is left of it
+                if line == last:
+                    at += len(window) - len(lines[last])
+                else:
+                    at += len(window) - sum(map(len, lines[line:])) - 2 * (last - line)
+            elif size == _BATCH_WINDOW:
+                break  # a command longer than a whole window: the step path's
+            if refused or len(window) < size:
+                break  # a command the batch cannot take, or the end of the buffer
+            size = _BATCH_WINDOW
         if at > start:
             reader.advance(at - start)
             ready.reverse()
-            self._fed = at < end  # nothing left: the next pull needs no parse
+            # Nothing left and no end of input to report: the next pull needs no parse.
+            self._fed = at < end or reader.eof
         return ready
 
     def _parse(self) -> Command | None:
