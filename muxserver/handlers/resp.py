@@ -338,10 +338,11 @@ class RespHandler(FramedHandler):
         it: the step path then accepts it, waits for more, or raises the right error.
 
         The buffer is split on CRLF once per window (:data:`_FIRST_WINDOW` bytes, then
-        :data:`_BATCH_WINDOW` while commands run past a window's end), and the lines are walked: a canonical multibulk of ``n`` arguments is ``2n + 1`` lines,
-        its header, then each argument's ``$`` header and payload. A payload holding a CRLF
-        splits into pieces shorter than its header says, so the length check that accepts a
-        payload line also proves its framing.
+        :data:`_BATCH_WINDOW` while commands run past a window's end), and the lines are
+        walked: a canonical multibulk of ``n`` arguments is ``2n + 1`` lines, its header, then
+        each argument's ``$`` header and payload. A payload holding a CRLF splits into pieces
+        shorter than its header says, so the length check that accepts a payload line also
+        proves its framing.
         """
         # hot path: one split per window, then per command a dict lookup per header line and
         # one length comparison per argument; limits are compared per header, never per byte
