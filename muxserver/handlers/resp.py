@@ -358,9 +358,9 @@ class RespHandler(FramedHandler):
         size_of = _SIZE_OF.get
         ready: list[Command] = []
         at = start
-        size = _FIRST_WINDOW
+        span = _FIRST_WINDOW
         while at < end:
-            window = view[at : at + size]
+            window = view[at : at + span]
             if type(window) is not bytes:
                 window = bytes(window)
             lines = window.split(_CRLF)
@@ -400,11 +400,11 @@ class RespHandler(FramedHandler):
                     at += len(window) - len(lines[last])
                 else:
                     at += len(window) - sum(map(len, lines[line:])) - 2 * (last - line)
-            elif size == _BATCH_WINDOW:
+            elif span == _BATCH_WINDOW:
                 break  # a command longer than a whole window: the step path's
-            if refused or len(window) < size:
+            if refused or len(window) < span:
                 break  # a command the batch cannot take, or the end of the buffer
-            size = _BATCH_WINDOW
+            span = _BATCH_WINDOW
         if at > start:
             reader.advance(at - start)
             ready.reverse()
