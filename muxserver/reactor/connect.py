@@ -47,9 +47,12 @@ class Connector:
         self.sock.setblocking(False)
         self.fd = self.sock.fileno()
         self._timer: Timer | None = None
+        self._settled = False  # reported, one way or the other: later events are stale
         code = self.sock.connect_ex(address)
         reactor = server.reactor
-        if code in (0, errno.EINPROGRESS, errno.EAGAIN):
+        # EAGAIN is no connect in progress: a Unix listener's backlog is full (or, for TCP,
+        # no local port is free). Only EINPROGRESS means "wait for writability".
+        if code in (0, errno.EINPROGRESS):
             reactor.poller.register(self.fd, WRITE, self)
             self._timer = reactor.call_later(timeout, self._timed_out)
         else:
@@ -63,8 +66,8 @@ class Connector:
 
     def handle_write(self) -> None:
         """The connect finished, one way or the other."""
-        if self.sock.fileno() == -1:
-            return
+        if self._settled or self.sock.fileno() == -1:
+            return  # one readiness event can call us twice (readable and writable)
         code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         self._stop_watching()
         if code:
@@ -89,6 +92,7 @@ class Connector:
         self.on_failed(TimeoutError(errno.ETIMEDOUT, f"connect to {self.address!r} timed out"))
 
     def _stop_watching(self) -> None:
+        self._settled = True
         self.server.reactor.poller.unregister(self.fd)
         if self._timer is not None:
             self._timer.cancel()

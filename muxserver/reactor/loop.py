@@ -267,7 +267,8 @@ class Reactor:
                 log.exception("unhandled error in %r; the reactor goes on", owner)
         if self._timers:
             for timer in self._timers.pop_due(self.now):
-                self._run_callback(timer.callback, timer.args)
+                if not timer.cancelled:  # an earlier callback of this pass may cancel it
+                    self._run_callback(timer.callback, timer.args)
         ready = self._ready
         for _ in range(len(ready)):
             callback, args = ready.popleft()

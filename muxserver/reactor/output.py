@@ -33,6 +33,7 @@ from muxserver.reactor.poller import PRIORITY, READ, WRITE
 if TYPE_CHECKING:
     import socket
 
+    from muxserver.handlers.base import Handler
     from muxserver.reactor.connstate import Phase
     from muxserver.reactor.layer import StreamLayer
     from muxserver.reactor.loop import Reactor
@@ -67,9 +68,12 @@ class OutputMixin:
         _interest: int
         _fast: bool
         _processing: bool
+        _resuming: bool
         _pending: object | None
+        handler: Handler
 
         def _context(self) -> str: ...
+        def _note_partial_request(self, restart: bool) -> None: ...
         def _io_error(self, exc: OSError) -> None: ...
         def _process(self) -> bool: ...
         def _end_processing(self) -> None: ...
@@ -104,15 +108,24 @@ class OutputMixin:
 
     def _over_high_water(self) -> None:
         """Unsent output passed the high water mark: stop reading, or drop a non-reader."""
-        if self.out_bytes > self.server.limits.max_output:
-            log.warning(
-                "%s: %d bytes of output unsent (limit %d): the peer is not reading; dropping it",
-                self._context(),
-                self.out_bytes,
-                self.server.limits.max_output,
-            )
-            self.abort()
-        elif not self._paused & PAUSE_OUTPUT:
+        limits = self.server.limits
+        if self.out_bytes > limits.max_output:
+            # Queued in a batch, not yet offered to the socket: only what it will not take
+            # now is unsent (one inline answer may be larger than max_output).
+            self._flush()
+            if self.phase is CLOSED:
+                return
+            if self.out_bytes > limits.max_output:
+                log.warning(
+                    "%s: %d bytes of output unsent (limit %d): the peer is not reading; "
+                    "dropping it",
+                    self._context(),
+                    self.out_bytes,
+                    limits.max_output,
+                )
+                self.abort()
+                return
+        if self.out_bytes > limits.high_water and not self._paused & PAUSE_OUTPUT:
             self._pause(PAUSE_OUTPUT)
 
     def handle_write(self) -> None:
@@ -187,13 +200,34 @@ class OutputMixin:
             return
         self._paused &= ~reason
         self._refresh_fast()
-        if self._paused or self.phase is CLOSED or self._processing:
-            return  # still paused, gone, or an outer _process() loop picks up from here
-        # Events already buffered in the handler come first, then the socket again.
-        self._processing = True
-        self._process()
-        self._end_processing()
-        if not self._paused and self.phase is OPEN and not self.input_ended:
+        if self._paused or self.phase is CLOSED or self._processing or self._resuming:
+            return  # still paused, gone, or an outer loop picks up from here
+        # Events already buffered in the handler come first, then the socket again. A batch
+        # that pauses on output and drains at once resumes here, in this loop: a resume from
+        # inside the flush would recurse once per batch.
+        self._resuming = True
+        try:
+            while True:
+                self._processing = True
+                self._process()
+                paused = self._paused
+                self._end_processing()
+                if not paused or self._paused or self.phase is CLOSED:
+                    break
+        finally:
+            self._resuming = False
+        self._rearm_reading()
+        if not self._paused and self.phase is OPEN and self.handler.buffered:
+            self._note_partial_request(restart=True)  # its clock starts now, not at the pause
+
+    def _rearm_reading(self) -> None:
+        """Watch the socket for input again unless something still holds reading back."""
+        if (
+            not self._paused
+            and self.phase is OPEN
+            and not self.input_ended
+            and not self._interest & READ
+        ):
             urgent = PRIORITY if self.server.watch_urgent else 0
             self._set_interest(self._interest | READ | urgent)
 

@@ -24,6 +24,7 @@ import collections
 import errno
 import logging
 import math
+import select
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
@@ -85,6 +86,7 @@ class StreamConnection(ResponseQueueMixin, OutputMixin):
         "_peer",
         "_pending",
         "_processing",
+        "_resuming",
         "bytes_in",
         "bytes_out",
         "created",
@@ -125,6 +127,7 @@ class StreamConnection(ResponseQueueMixin, OutputMixin):
         self._pending: collections.deque[list[Any]] | None = None
         self._paused = 0
         self._processing = False
+        self._resuming = False  # inside _resume's loop (see OutputMixin._resume)
         self.in_flight = 0
         self.input_ended = False
         self.bytes_in = 0
@@ -279,6 +282,11 @@ class StreamConnection(ResponseQueueMixin, OutputMixin):
                 self._sent(sent)
         else:
             self._flush()
+        if not self._fast:
+            if self.phase is not OPEN:
+                return  # closed while processing: nothing is partial any more
+            if not self._interest & READ:
+                self._rearm_reading()  # a pause that ended inside the batch
         if completed and self.server.request_timeout is None:
             # Nothing times out a request: only the input cap matters, and a read that
             # completed something leaves less than one read (read_size <= max_input).
@@ -355,10 +363,18 @@ class StreamConnection(ResponseQueueMixin, OutputMixin):
         self._admit()
 
     def _check_hangup(self) -> None:
-        """Readiness while not reading can only be an error or hang-up: close on an error."""
+        """Readiness while not reading: an error, a hang-up, or news from before a pause.
+
+        A hang-up (the peer closed both directions: a Unix peer that went away) stays
+        reported whatever the interest, so it must end the connection -- no answer can reach
+        the peer -- or the loop would spin on it.
+        """
         error = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if error:
             self._io_error(OSError(error, errno.errorcode.get(error, str(error))))
+        elif _hung_up(self.fd):
+            log.debug("%s: the peer hung up; dropping it", self._context())
+            self.abort()
 
     def handle_priority(self) -> None:
         """Urgent data is pending (only watched under ``UrgentPolicy.EVENT``)."""
@@ -379,12 +395,15 @@ class StreamConnection(ResponseQueueMixin, OutputMixin):
             self._end_processing()
 
     def _end_processing(self) -> None:
-        """After a batch of events: send what they produced in one go, or finish a close."""
+        """After a batch of events: send what they produced in one go, or finish a close;
+        read again if a pause ended inside the batch (its resume left that to us)."""
         self._processing = False
         if self._out is not None:
             self._flush()
         elif self.phase is CLOSING and self._pending is None:
             self._finish_closing()
+        if not self._interest & READ:
+            self._rearm_reading()
 
     def _note_partial_request(self, restart: bool) -> None:
         limits = self.server.limits
@@ -396,6 +415,11 @@ class StreamConnection(ResponseQueueMixin, OutputMixin):
                 limits.max_input,
             )
             self._start_closing()
+            return
+        if self._paused:
+            # What is held may be complete requests waiting for the pause to end: the clock
+            # starts when reading resumes (OutputMixin._resume), not now.
+            self.request_started = None
             return
         if self.request_started is None:
             self.request_started = self.last_activity
@@ -684,3 +708,13 @@ class StreamConnection(ResponseQueueMixin, OutputMixin):
         log.info("%s: %s; closing", self._context(), reason)
         self.server.timeouts += 1
         self.abort()
+
+
+def _hung_up(fd: int) -> bool:
+    """Whether ``fd`` reports a hang-up right now (asked directly: the event that woke us
+    may be older than a pause)."""
+    if not hasattr(select, "poll"):
+        return False
+    probe = select.poll()
+    probe.register(fd, 0)
+    return any(mask & select.POLLHUP for _, mask in probe.poll(0))
