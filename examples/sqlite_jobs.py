@@ -120,7 +120,11 @@ class JobServer(socketserver.BaseServer):
 
     def __init__(self, path: str, RequestHandlerClass: Any) -> None:  # noqa: N803
         super().__init__(path, RequestHandlerClass)
-        self.db = connect(path)
+        try:
+            self.db = connect(path)
+        except BaseException:
+            super().server_close()  # the reactor BaseServer made: nothing else would close it
+            raise
         self._bell_in, self._bell_out = socket.socketpair()
         self._bell_in.setblocking(False)
         self._bell_out.setblocking(False)

@@ -73,9 +73,19 @@ __all__ = [
 
 @final
 class NeedData:
-    """Sentinel type: the handler needs more bytes before it can produce an event."""
+    """Sentinel type: the handler needs more bytes before it can produce an event.
+
+    There is one instance, :data:`NEED_DATA`: ``NeedData()`` returns it, so drivers may
+    compare with ``is``.
+    """
 
     __slots__ = ()
+
+    def __new__(cls) -> NeedData:
+        try:
+            return NEED_DATA
+        except NameError:  # making NEED_DATA itself, below
+            return super().__new__(cls)
 
     def __repr__(self) -> str:
         return "NEED_DATA"
@@ -83,9 +93,18 @@ class NeedData:
 
 @final
 class Paused:
-    """Sentinel type: the handler will not parse further until its last request is answered."""
+    """Sentinel type: the handler will not parse further until its last request is answered.
+
+    There is one instance, :data:`PAUSED`: ``Paused()`` returns it.
+    """
 
     __slots__ = ()
+
+    def __new__(cls) -> Paused:
+        try:
+            return PAUSED
+        except NameError:  # making PAUSED itself, below
+            return super().__new__(cls)
 
     def __repr__(self) -> str:
         return "PAUSED"

@@ -506,7 +506,7 @@ class StreamConnection(ResponseQueueMixin, OutputMixin):
 
     def _other_event(self, event: Event | NeedData | Paused) -> bool:
         """Off the fast path: act on any event but a request. Returns whether to go on."""
-        if type(event) is Send:
+        if isinstance(event, Send):
             if self._pending is None:
                 self.write(event.data)
             else:
@@ -515,13 +515,13 @@ class StreamConnection(ResponseQueueMixin, OutputMixin):
             self._paused |= PAUSE_HANDLER
             self._fast = False
             return False
-        elif type(event) is PeerUpdate:
+        elif isinstance(event, PeerUpdate):
             self.peer.extra.update(event.extra)
             self._admit()
-        elif type(event) is Close or type(event) is EndOfInput:
+        elif isinstance(event, (Close, EndOfInput)):
             self._enqueue(SLOT_CLOSE, None)
             return False
-        elif type(event) is UpgradeLayer:
+        elif isinstance(event, UpgradeLayer):
             return self._upgrade(event)
         else:
             log.error("handler produced an unknown event %r on %s", event, self._context())

@@ -54,7 +54,16 @@ from muxserver.handlers.base import (
 )
 from muxserver.service import Peer, Service, as_service
 
-__all__ = ["HandlerHarness", "Trace"]
+__all__ = ["MAX_EVENTS_PER_PULL", "ContractViolationError", "HandlerHarness", "Trace"]
+
+MAX_EVENTS_PER_PULL = 100_000
+"""More events than this from one pull means a handler that never stops (raise it for tests
+that feed more pipelined requests than this in one chunk)."""
+
+
+class ContractViolationError(AssertionError):
+    """A handler broke the contract of :mod:`muxserver.handlers.base`."""
+
 
 Trace: TypeAlias = "list[Event | ProtocolError]"
 """What a connection produced, in order: events, then possibly the ProtocolError that ended it."""
@@ -115,6 +124,7 @@ class HandlerHarness:
         self._held: list[bytes] = []
         self._held_eof = False
         self._eof_fed = False
+        self._stalled_after_end = False
         self._paused = False
         if self.service is not None:
             self.service.connection_made(self, self.peer)
@@ -137,6 +147,12 @@ class HandlerHarness:
             self._held.append(bytes(data))
         else:
             self.handler.receive_data(data)
+
+    @property
+    def stalled_after_end(self) -> bool:
+        """Whether the handler, told of end of input and with every request answered, last
+        stopped at NEED_DATA or PAUSED instead of ending: a reactor would never close it."""
+        return self._stalled_after_end and not self.pending and not self.closing
 
     def feed_eof(self) -> None:
         """Tell the handler the peer sent end of input (``receive_data(b"")``), once."""
@@ -161,6 +177,11 @@ class HandlerHarness:
         pulled: list[Event] = []
         # Read the flags on every turn: a service may pause or close the connection inline.
         while not self._paused and not self.closing:
+            if len(pulled) >= MAX_EVENTS_PER_PULL:
+                raise ContractViolationError(
+                    f"{MAX_EVENTS_PER_PULL} events from one pull without NEED_DATA or PAUSED: "
+                    "the handler never stops (a reactor would spin on it)"
+                )
             try:
                 event = self.handler.next_event()
             except ProtocolError as error:
@@ -170,6 +191,7 @@ class HandlerHarness:
                 break
             if isinstance(event, (NeedData, Paused)):
                 self.handler_paused = isinstance(event, Paused)
+                self._stalled_after_end = self._eof_fed
                 break
             pulled.append(event)
             self.trace.append(event)
@@ -226,6 +248,7 @@ class HandlerHarness:
         if reply is None:
             # No error reply in this protocol: the slot ends the connection instead.
             self.pending.popleft()
+            self._stalled_after_end = False
             slot = next(s for s in self._slots if s.data is None and not s.ends)
             slot.data, slot.ends = b"", True
             self.closing = True
@@ -235,6 +258,7 @@ class HandlerHarness:
         return reply
 
     def _fill(self, data: bytes) -> None:
+        self._stalled_after_end = False  # the handler may end once asked again
         self.pending.popleft()
         for slot in self._slots:
             if slot.data is None and not slot.ends:

@@ -59,7 +59,9 @@ class ReactorThread:
             Exception: whatever ``function`` raised.
         """
         if self._thread is None or not self._thread.is_alive():
-            return function(*args)
+            if self._error is not None:  # the loop died: nothing would serve what we set up
+                raise RuntimeError("the reactor thread died") from self._error
+            return function(*args)  # not started yet, or stopped: no other thread to race
         results: queue.Queue[tuple[bool, Any]] = queue.Queue()
 
         def run() -> None:
@@ -146,7 +148,11 @@ def connect(address: Any, timeout: float = 5.0) -> socket.socket:
     """A blocking client socket connected to ``address`` (TCP tuple or Unix path)."""
     if isinstance(address, (str, bytes)):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        sock.connect(address)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+        except BaseException:
+            sock.close()
+            raise
         return sock
     return socket.create_connection(address[:2], timeout=timeout)

@@ -25,6 +25,7 @@ Pass your own ``key`` when your events need a different notion of "the same".
 
 from __future__ import annotations
 
+import copy
 import enum
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -42,7 +43,7 @@ from muxserver.handlers.base import (
     Send,
 )
 from muxserver.service import Peer, Service
-from muxserver.testing.harness import HandlerHarness, Trace
+from muxserver.testing.harness import ContractViolationError, HandlerHarness, Trace
 
 __all__ = [
     "ContractViolationError",
@@ -58,22 +59,39 @@ __all__ = [
 ServiceLike = Service | Callable[[Request, Peer], Any] | None
 
 
-class ContractViolationError(AssertionError):
-    """A handler broke the contract of :mod:`muxserver.handlers.base`."""
-
-
 def default_key(item: Event | ProtocolError) -> Any:
     """How two trace items are compared unless you pass ``key``; see the module docstring."""
     if isinstance(item, ProtocolError):
         return ("ProtocolError", type(item).__qualname__, str(item), item.reply)
     if type(item).__repr__ is not object.__repr__:
         return repr(item)
-    fields = dict(getattr(item, "__dict__", {}))
-    for cls in type(item).__mro__:
+    return _fields_key(item)
+
+
+def _fields_key(value: Any) -> Any:
+    # An object without a repr of its own is compared by its attributes, recursively: its
+    # default repr shows only its address, which differs between two identical runs.
+    fields = dict(getattr(value, "__dict__", {}))
+    for cls in type(value).__mro__:
         for name in getattr(cls, "__slots__", ()):
-            if hasattr(item, name):
-                fields[name] = getattr(item, name)
-    return (type(item).__qualname__, repr(sorted(fields.items())))
+            if hasattr(value, name):
+                fields[name] = getattr(value, name)
+    shown = [(name, _value_key(field)) for name, field in sorted(fields.items())]
+    return (type(value).__qualname__, repr(shown))
+
+
+def _value_key(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return (type(value).__qualname__, [_value_key(item) for item in value])
+    if isinstance(value, dict):
+        return ("dict", sorted((repr(k), _value_key(v)) for k, v in value.items()))
+    if _has_default_repr(value):
+        return _fields_key(value)
+    return repr(value)
+
+
+def _has_default_repr(value: object) -> bool:
+    return type(value).__repr__ is object.__repr__
 
 
 def normalise(trace: Trace, key: Callable[[Event | ProtocolError], Any] = default_key) -> list[Any]:
@@ -155,9 +173,19 @@ def check_contract(harness: HandlerHarness) -> None:
             return
         raise ContractViolationError(f"after {last!r}, next_event() returned {again!r}: not sticky")
     if isinstance(last, (EndOfInput, Close)):
-        after = handler.next_event()
+        try:
+            after = handler.next_event()
+        except ProtocolError as error:
+            raise ContractViolationError(f"next_event() raised {error!r} after {last!r}") from None
         if not isinstance(after, (NeedData, Paused)):
             raise ContractViolationError(f"next_event() gave {after!r} after {last!r}")
+        return
+    if harness.stalled_after_end:
+        # Every request answered and the peer gone: only the handler can end the connection.
+        raise ContractViolationError(
+            "end of input was fed and every request answered, but the handler gave no "
+            "EndOfInput, Close or ProtocolError: the connection would never close"
+        )
 
 
 def assert_chunking_invariant(
@@ -184,8 +212,10 @@ def assert_chunking_invariant(
     """
     if b"".join(chunks) != data:
         raise ValueError("assert_chunking_invariant: the chunks do not join to data")
-    whole = drive(handler_factory, [data], eof=eof, service=service)
-    split = drive(handler_factory, chunks, eof=eof, service=service)
+    # Each run answers with its own copy of the service: state one run leaves in it (a
+    # counter, a store) must not change what the other run gets.
+    whole = drive(handler_factory, [data], eof=eof, service=_fresh(service))
+    split = drive(handler_factory, chunks, eof=eof, service=_fresh(service))
     check_contract(whole)
     check_contract(split)
     expected, actual = normalise(whole.trace, key), normalise(split.trace, key)
@@ -237,3 +267,11 @@ def check_only_protocol_errors(
             f"{type(error).__name__} escaped the handler for input {data[:100]!r}: {error}"
         ) from error
     return harness
+
+
+def _fresh(service: ServiceLike) -> ServiceLike:
+    """A deep copy of ``service``, or ``service`` itself when it cannot be copied."""
+    try:
+        return copy.deepcopy(service)
+    except Exception:  # a lock, a socket, a generator...: share it, as before
+        return service

@@ -91,8 +91,10 @@ class HandlerStateMachine(RuleBasedStateMachine):
     def pull(self) -> None:
         """The reactor pulls events until the handler needs data or pauses."""
         self.harness.events()
-        # A PAUSED handler may legitimately hold pipelined input beyond its usual cap.
-        self.settled = not self.harness.paused and not self.harness.handler_paused
+        # A PAUSED handler may legitimately hold pipelined input beyond its usual cap -- but
+        # only while a request waits for its answer; PAUSED for nothing is no excuse.
+        harness = self.harness
+        self.settled = not harness.paused and not (harness.handler_paused and harness.pending)
 
     @precondition(lambda self: bool(self.harness.pending) and not self.harness.closed)
     @rule()

@@ -59,8 +59,8 @@ def mutations(draw: st.DrawFn, data: bytes, *, max_edits: int = 4) -> bytes:
             mutated[at] ^= draw(st.integers(1, 255))
         elif edit == "drop" and mutated:
             del mutated[at]
-        elif edit == "insert":
-            mutated.insert(at, draw(st.integers(0, 255)))
+        elif edit == "insert":  # anywhere, after the last byte included
+            mutated.insert(draw(st.integers(0, len(mutated))), draw(st.integers(0, 255)))
         else:
             del mutated[at:]
     return bytes(mutated)
