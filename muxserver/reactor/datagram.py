@@ -80,6 +80,7 @@ class DatagramEndpoint:
         self.in_flight = 0
         self._interest = READ
         self._closed = False
+        self._draining = False  # begin_shutdown: reading never resumes
         self.strategy.attach(reactor)
         reactor.poller.register(self.fd, READ, self)
         reactor.add_stoppable(self)
@@ -153,11 +154,14 @@ class DatagramEndpoint:
             self.send(value, address)
 
     def _resume_reading(self) -> None:
-        if not self._closed:
+        if not self._closed and not self._draining:
             self._set_interest(self._interest | READ)
 
     def send(self, data: bytes, address: Any) -> None:
         """Send one datagram to ``address`` now, or queue it (bounded) if the socket is full."""
+        if not address:  # an unbound Unix datagram sender: there is nowhere to reply
+            self.dropped += 1
+            return
         if self._queue:
             self._enqueue(data, address)
             return
@@ -166,6 +170,9 @@ class DatagramEndpoint:
             self.sent += 1
         except (BlockingIOError, InterruptedError):
             self._enqueue(data, address)
+        except TypeError as exc:  # a reply that is not bytes: the service's mistake
+            log.error("%r: cannot send %s to %r: %s", self, type(data).__name__, address, exc)
+            self.dropped += 1
         except OSError as exc:
             if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT, errno.EMSGSIZE):
                 log.warning("%r: cannot send to %r: %s", self, address, exc)
@@ -214,6 +221,7 @@ class DatagramEndpoint:
 
     def begin_shutdown(self) -> None:
         """Stop receiving; requests in flight are still answered."""
+        self._draining = True
         self._set_interest(self._interest & ~READ)
 
     def is_idle(self) -> bool:

@@ -155,12 +155,14 @@ class BoundedStrategy(DispatchStrategy):
 
     def _complete(self, job: Job, ok: bool, value: Any) -> None:
         """The work of ``job`` finished with ``(ok, value)``: answer (if still due), release."""
-        if job.settle(ok, value):
-            if ok:
-                self.completed += 1
-            else:
-                self.failed += 1
-        self._release()
+        try:
+            if job.settle(ok, value):
+                if ok:
+                    self.completed += 1
+                else:
+                    self.failed += 1
+        finally:
+            self._release()  # whatever the answer's delivery raised: never leak capacity
 
     def _release(self) -> None:
         """One unit of capacity is free again: wake connections waiting for room."""

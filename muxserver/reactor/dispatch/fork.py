@@ -152,7 +152,9 @@ class ForkPerRequestStrategy(BoundedStrategy):
         for frame in reader.read():
             if not child.answered:
                 child.answered = True
-                ok, value = apply_change(child.job.service, *decode_answer(frame))
+                ok, value = decode_answer(frame)
+                if not child.job.settled:  # a late answer changes nothing (its deadline failed it)
+                    ok, value = apply_change(child.job.service, ok, value)
                 self._settle(child.job, ok, value)
         if reader.eof and not child.eof:
             child.eof = True
@@ -188,7 +190,8 @@ class ForkPerRequestStrategy(BoundedStrategy):
         """Free the slot once the child both closed its pipe and was reaped."""
         if not (child.eof and child.reaped):
             return
-        del self._children[child.pid]
+        if self._children.pop(child.pid, None) is None:
+            return  # already freed: the reaping and the pipe's end both got here
         if self.closed:
             return
         while self._waiting and len(self._children) < self.max_children:

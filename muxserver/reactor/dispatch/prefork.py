@@ -245,8 +245,15 @@ class ProcessPoolStrategy(BoundedStrategy):
     # -- requests --------------------------------------------------------------------------
 
     def _start(self, job: Job) -> None:
+        if not self._pool and not self.closed and self._spent():
+            # Every worker died and none will be started again: answer now, never queue.
+            self._complete(job, False, DispatchError(f"{self.name} has no worker left"))
+            return
         self._queue.append(job)
         self._dispatch()
+
+    def _spent(self) -> bool:
+        return self.max_restarts is not None and self.restarts >= self.max_restarts
 
     def _dispatch(self) -> None:
         """Give queued requests to idle workers."""
@@ -302,7 +309,9 @@ class ProcessPoolStrategy(BoundedStrategy):
             if not worker.killed:
                 worker.state = WorkerState.IDLE
                 self._idle.append(worker)
-            ok, value = apply_change(job.service, *decode_answer(frame))
+            ok, value = decode_answer(frame)
+            if not job.settled:  # a late answer changes nothing (its deadline failed it)
+                ok, value = apply_change(job.service, ok, value)
             self._complete(job, ok, value)
         if worker.reader.eof:
             self._lost(worker)

@@ -31,6 +31,7 @@ import queue
 import threading
 from typing import Any
 
+from muxserver.reactor.dispatch.base import DispatchError
 from muxserver.reactor.dispatch.bounded import BoundedStrategy, Job
 
 __all__ = ["ThreadPerRequestStrategy", "ThreadPoolStrategy"]
@@ -46,6 +47,8 @@ def _run(job: Job) -> tuple[bool, Any]:
         return True, job.service.handle(job.request, job.peer)
     except Exception as exc:
         return False, exc
+    except BaseException as exc:  # sys.exit() in a service must not kill the pool's thread
+        return False, DispatchError(f"the service raised {exc!r}")
 
 
 class ThreadPoolStrategy(BoundedStrategy):
