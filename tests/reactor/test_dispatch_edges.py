@@ -1,9 +1,10 @@
 """Dispatch strategies and datagram endpoints at their edges (found in review).
 
 The ``xfail(strict=True)`` tests are known defects, not fixed yet: each fails because of the
-defect its reason names and will turn the suite red once fixed, as a reminder to drop the mark. Everything runs on loopback with
-the reactor driven from the test's own (main) thread, so process strategies fork from a
-thread-free process and SIGCHLD reaches the reactor through its wake-up fd.
+defect its reason names and will turn the suite red once fixed, as a reminder to drop the
+mark. Everything runs on loopback with the reactor driven from the test's own (main) thread,
+so process strategies fork from a thread-free process and SIGCHLD reaches the reactor through
+its wake-up fd.
 """
 
 from __future__ import annotations
