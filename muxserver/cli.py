@@ -67,7 +67,7 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a positive number, not {text!r}") from None
-        if value <= 0:
+        if not value > 0 or value == float("inf"):  # also refuses nan
             raise argparse.ArgumentTypeError(f"expected a positive number, not {text!r}")
         return value
 

@@ -193,7 +193,7 @@ def _single(args: argparse.Namespace, options: ProcessOptions, bound: list[Bound
         summary = run_process(
             options, bound, notifier=notifier, on_ready=lambda lines: _banner(args, bound, lines)
         )
-    except (ValueError, OSError) as exc:  # a factory or the RPC demo failed at start-up
+    except (ValueError, TypeError, OSError) as exc:  # a factory or the RPC demo failed
         print(f"muxserver: error: {describe_error(exc)}", file=sys.stderr)
         return 2
     finally:

@@ -278,7 +278,8 @@ class Supervisor:
         if self.notifier is not None:
             self.notifier.stopping()
         for worker in list(self._workers.values()):
-            self._stop_worker(worker)
+            if not worker.stopping:  # an old generation already draining: a second SIGTERM
+                self._stop_worker(worker)  # would make it close its connections at once
         self.reactor.call_later(self.grace + _KILL_AFTER, self._kill_stragglers)
         self._maybe_done()
 

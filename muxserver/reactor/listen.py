@@ -68,7 +68,7 @@ def bind_tcp(
     Raises:
         OSError: with the address in the message when it cannot be bound.
     """
-    family, address = _resolve(host, port, socket.SOCK_STREAM)
+    family, address = _resolve_or_explain(host, port, socket.SOCK_STREAM)
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -89,7 +89,7 @@ def bind_tcp(
 
 def bind_udp(host: str, port: int, *, dual_stack: bool = False) -> socket.socket:
     """A non-blocking UDP socket bound to ``host``:``port``."""
-    family, address = _resolve(host, port, socket.SOCK_DGRAM)
+    family, address = _resolve_or_explain(host, port, socket.SOCK_DGRAM)
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         if family == socket.AF_INET6:
@@ -104,10 +104,19 @@ def bind_udp(host: str, port: int, *, dual_stack: bool = False) -> socket.socket
     return sock
 
 
-def prepare_unix_path(path: str) -> None:
+def _resolve_or_explain(host: str, port: int, kind: int) -> tuple[int, Any]:
+    try:
+        return _resolve(host, port, kind)
+    except OSError as exc:  # socket.gaierror included: say which address it was
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+
+def prepare_unix_path(path: str, kind: int = socket.SOCK_STREAM) -> None:
     """Remove a *stale* socket file at ``path``; refuse anything else that is in the way.
 
-    A socket file is stale when nothing accepts connections on it any more.
+    A socket file is stale when connecting to it (with a socket of ``kind``) is refused:
+    nothing is bound to it any more. Any other outcome -- a connection, a full backlog, a
+    socket of another type, a timeout -- leaves the file alone.
 
     Raises:
         OSError: if ``path`` is a live socket (another server uses it) or not a socket.
@@ -118,17 +127,19 @@ def prepare_unix_path(path: str) -> None:
         return
     if not stat.S_ISSOCK(mode):
         raise OSError(errno.EEXIST, f"{path} exists and is not a socket; not removing it")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe = socket.socket(socket.AF_UNIX, kind)
     try:
         probe.settimeout(1.0)
         probe.connect(path)
     except ConnectionRefusedError:
         os.unlink(path)
         return
-    except OSError:
-        # A datagram socket, or not connectable for another reason: nothing listens.
-        os.unlink(path)
-        return
+    except FileNotFoundError:
+        return  # removed meanwhile
+    except OSError as exc:
+        raise OSError(
+            errno.EADDRINUSE, f"{path} is in use (probing it gave: {exc.strerror or exc})"
+        ) from None
     finally:
         probe.close()
     raise OSError(errno.EADDRINUSE, f"{path} is in use by a running server")
@@ -146,7 +157,7 @@ def bind_unix(
     abstract = path.startswith(("\0", "@"))
     address = "\0" + path[1:] if abstract else path
     if not abstract:
-        prepare_unix_path(path)
+        prepare_unix_path(path, kind)
     sock = socket.socket(socket.AF_UNIX, kind)
     try:
         sock.bind(address)

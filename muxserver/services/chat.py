@@ -33,6 +33,9 @@ class ChatService(Service):
     def connection_made(self, connection: PushTarget, peer: Peer) -> None:
         """Welcome the newcomer and announce them to the room."""
         name = f"guest{connection.id}"
+        taken = {other for _, other in self.members.values()}
+        while name in taken:  # someone chose this name with /nick
+            name += "_"
         self.members[connection.id] = (connection, name)
         connection.push(f"* welcome {name}; {len(self.members)} here; /nick NAME, /who, /quit")
         self.broadcast(f"* {name} joined", skip=connection.id)

@@ -313,12 +313,20 @@ def select(db: KeySpace, args: list[bytes], peer: Peer) -> RespValue:
     return OK if index == 0 else RespError("ERR DB index is out of range")
 
 
+_WRONGPASS = RespError("WRONGPASS invalid username-password pair or user is disabled.")
+
+
 def auth(db: KeySpace, args: list[bytes], peer: Peer) -> RespValue:
-    """AUTH [username] password: there are no passwords, as in a default Redis."""
-    return RespError(
-        "ERR AUTH <password> called without any password configured for the default user. "
-        "Are you sure your configuration is correct?"
-    )
+    """AUTH [username] password, as a default Redis answers it: no password is configured,
+    and ``default`` (a user without a password) is the only user."""
+    if len(args) == 2:
+        return RespError(
+            "ERR AUTH <password> called without any password configured for the default user. "
+            "Are you sure your configuration is correct?"
+        )
+    if len(args) == 3:
+        return OK if args[1] == b"default" else _WRONGPASS
+    return RespError("ERR syntax error")
 
 
 def hello(db: KeySpace, args: list[bytes], peer: Peer) -> RespValue:
@@ -330,17 +338,22 @@ def hello(db: KeySpace, args: list[bytes], peer: Peer) -> RespValue:
         if version != 2:
             return RespError("NOPROTO unsupported protocol version")
     at = 2
-    while at < len(args):
+    name: bytes | None = None
+    while at < len(args):  # every option is checked before any takes effect
         option = args[at].upper()
         if option == b"AUTH" and at + 2 < len(args):
+            if args[at + 1] != b"default":
+                return _WRONGPASS
             at += 3
         elif option == b"SETNAME" and at + 1 < len(args):
-            reply = _set_name(peer, args[at + 1])
-            if reply is not OK:
-                return reply
+            name = args[at + 1]
             at += 2
         else:
             return _error(b"ERR Syntax error in HELLO option '" + _c_text(args[at]) + b"'")
+    if name is not None:
+        reply = _set_name(peer, name)
+        if reply is not OK:
+            return reply
     fields: dict[str, RespValue] = {"server": "muxserver", "version": __version__, "proto": 2}
     fields |= {"id": peer.connection_id, "mode": "standalone", "role": "master", "modules": []}
     return [item for pair in fields.items() for item in pair]

@@ -98,7 +98,10 @@ class StatusService(Service):
         assert isinstance(request, HTTPRequest)
         if request.method not in (b"GET", b"HEAD"):
             return HTTPResponse(405, [*_TEXT, ("Allow", "GET, HEAD")], "only GET and HEAD\n")
-        url = urlsplit(request.target.decode("latin-1"))
+        try:
+            url = urlsplit(request.target.decode("latin-1"))
+        except ValueError:  # e.g. "//[" : not a target this service can route
+            return HTTPResponse(400, _TEXT, "malformed request target\n")
         route = _ROUTES.get(url.path)
         if route is None:
             return HTTPResponse(404, _TEXT, f"no such page: {url.path}\n")
