@@ -125,7 +125,7 @@ class DatagramEndpoint:
                 strategy.when_unsaturated(self._resume_reading)
                 return
             try:
-                data, address = self.sock.recvfrom(_MAX_DATAGRAM)
+                data, _, flags, address = self.sock.recvmsg(_MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -133,6 +133,11 @@ class DatagramEndpoint:
                 log.debug("%r: %s", self, exc)
                 continue
             self.received += 1
+            if flags & socket.MSG_TRUNC:  # a Unix datagram over 64 KiB: never serve a part
+                log.warning("%r: dropped a datagram over %d bytes from %r", self, _MAX_DATAGRAM,
+                            address)  # fmt: skip
+                self.dropped += 1
+                continue
             peer = Peer(0, address)
             if strategy.inline:
                 try:
