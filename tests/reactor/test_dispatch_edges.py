@@ -331,14 +331,6 @@ class _StartFailsOnce(threading.Thread):
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("kind", ["thread-pool", "thread-per-request"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="threads.py _start: a thread that cannot be started raises out of submit() after "
-    "the job was admitted; the request is never answered (unlike fork.py, which answers a "
-    "failed fork with a DispatchError), its capacity is never released, and for "
-    "thread-per-request the unstarted thread stays in _running, so force_close()'s join() "
-    "raises and graceful shutdown never reaches STOPPED",
-)
 def test_a_thread_that_cannot_start_fails_only_its_request(
     kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -97,8 +97,15 @@ class ThreadPoolStrategy(BoundedStrategy):
                 target=self._work, name=f"muxserver-{self.name}-{next(_thread_numbers)}"
             )
             thread.daemon = True  # a stuck service must not keep the process alive forever
-            thread.start()
-            self._threads.append(thread)
+            try:
+                thread.start()
+            except RuntimeError as exc:  # "can't start new thread": out of threads or memory
+                if not self._threads:  # no thread would ever take the job
+                    self._complete(job, False, DispatchError(f"cannot start a thread: {exc}"))
+                    return
+                log.warning("%s: cannot start another thread (%s); queueing", self.name, exc)
+            else:
+                self._threads.append(thread)
         self._queue.put(job)
 
     def _work(self) -> None:
@@ -192,9 +199,13 @@ class ThreadPerRequestStrategy(BoundedStrategy):
         job.worker = thread
         assert self.reactor is not None
         job.started = self.reactor.time()
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread": fail this request only
+            self._complete(job, False, DispatchError(f"cannot start a thread: {exc}"))
+            return
         self._running.add(thread)
         self.started += 1
-        thread.start()
 
     def _work(self, job: Job) -> None:
         """The body of one request's thread."""
