@@ -148,13 +148,6 @@ def test_a_pool_with_no_worker_left_fails_new_requests_instead_of_queueing_them_
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(
-    strict=True,
-    reason="prefork.py _answers_readable/_send: a worker that answered and then died is put "
-    "back in _idle before its EOF is handled; the answer's done() resumes the paused "
-    "connection, whose next request is sent to that dead worker, gets EPIPE, and _lost() "
-    "fails it as 'died while serving the request' -- a request the worker never held",
-)
 def test_a_worker_that_dies_after_answering_fails_no_request_it_did_not_hold() -> None:
     pool = ProcessPoolStrategy(1, queue_size=0)
     h = Harness(pool)

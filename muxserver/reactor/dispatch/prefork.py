@@ -281,7 +281,14 @@ class ProcessPoolStrategy(BoundedStrategy):
         try:
             worker.writer.write(frame)
         except OSError:
+            # The worker died before it could take this request (its end of the pipe is
+            # gone, nothing was written): the request goes back to the head of the queue for
+            # another worker; only a request a worker held may fail with it.
+            worker.job = None
+            job.worker = None
+            self._queue.appendleft(job)
             self._lost(worker)
+            self._dispatch()
             return
         if worker.writer.pending and not had_pending:
             assert self.reactor is not None
