@@ -5,6 +5,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import urllib.error
 import urllib.request
 
 import pytest
@@ -38,8 +39,12 @@ class WebDriver:
             method=method,
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return json.load(answer)["value"]
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return json.load(answer)["value"]
+        except urllib.error.HTTPError as error:  # say what the driver said (a crashed tab...)
+            detail = error.read().decode(errors="replace")[:500]
+            raise AssertionError(f"WebDriver {method} {path}: {error.code} {detail}") from None
 
     def start(self, profile: str) -> None:
         args = [
