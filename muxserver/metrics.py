@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from muxserver.reactor.listen import format_address
-from muxserver.reactor.stream import Phase
 from muxserver.reactor.table import ConnectionState
 
 if TYPE_CHECKING:
@@ -178,15 +177,10 @@ class Metrics:
 
     def census(self) -> tuple[dict[ConnectionState, int], list[ServerTotals]]:
         """Open connections by state, and :meth:`server_totals`, from one pass over the table."""
-        # hot path of a scrape: one pass, the state of an idle or reading record inlined
         by_state = dict.fromkeys(ConnectionState, 0)
-        idle, reading = ConnectionState.IDLE, ConnectionState.READING
         live: dict[int, list[int]] = {id(server): [0, 0, 0] for server in self.servers}
         for record in self.reactor.table.records():
-            if record.phase is Phase.OPEN and not record.in_flight and not record.out_bytes:
-                by_state[reading if record.handler.buffered else idle] += 1
-            else:
-                by_state[record.state] += 1
+            by_state[record.state] += 1
             sums = live.get(id(record.server))
             if sums is not None:
                 sums[0] += record.requests

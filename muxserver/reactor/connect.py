@@ -66,7 +66,7 @@ class Connector:
 
     def handle_write(self) -> None:
         """The connect finished, one way or the other."""
-        if self._settled or self.sock.fileno() == -1:
+        if self._settled:
             return  # one readiness event can call us twice (readable and writable)
         code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         self._stop_watching()
@@ -85,7 +85,7 @@ class Connector:
 
     def _timed_out(self) -> None:
         self._timer = None
-        if self.sock.fileno() == -1:
+        if self._settled:
             return
         self._stop_watching()
         self.sock.close()

@@ -134,8 +134,9 @@ class DatagramEndpoint:
                 continue
             self.received += 1
             if flags & socket.MSG_TRUNC:  # a Unix datagram over 64 KiB: never serve a part
-                log.warning("%r: dropped a datagram over %d bytes from %r", self, _MAX_DATAGRAM,
-                            address)  # fmt: skip
+                log.warning(
+                    "%r: dropped a datagram over %d bytes from %r", self, _MAX_DATAGRAM, address
+                )
                 self.dropped += 1
                 continue
             peer = Peer(0, address)

@@ -50,6 +50,7 @@ from muxserver.reactor.timers import Timer
 from muxserver.service import Peer, Service
 
 if TYPE_CHECKING:
+    from muxserver.reactor.dispatch.bounded import Job
     from muxserver.reactor.loop import Reactor
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "FrameWriter",
     "ParentChange",
     "RemoteTracebackError",
+    "answer_of",
     "apply_change",
     "close_parent_fd",
     "decode_answer",
@@ -402,6 +404,18 @@ def decode_answer(frame: bytes) -> tuple[bool, Any]:
     if text and isinstance(error, BaseException):
         error.__cause__ = RemoteTracebackError(text)
     return False, error
+
+
+def answer_of(job: Job, frame: bytes) -> tuple[bool, Any]:
+    """The ``(ok, value)`` an answer frame settles ``job`` with (reactor thread).
+
+    A :class:`ParentChange` is applied to the parent's service only while the job is still
+    due: an answer that arrives after its deadline failed the request changes nothing.
+    """
+    ok, value = decode_answer(frame)
+    if job.settled:
+        return ok, value
+    return apply_change(job.service, ok, value)
 
 
 def apply_change(service: Service, ok: bool, value: Any) -> tuple[bool, Any]:

@@ -38,9 +38,8 @@ from muxserver.reactor.dispatch.bounded import BoundedStrategy, Job
 from muxserver.reactor.dispatch.children import (
     ChildWatcher,
     FrameReader,
-    apply_change,
+    answer_of,
     close_parent_fd,
-    decode_answer,
     describe_status,
     fork_child,
     kill,
@@ -152,10 +151,7 @@ class ForkPerRequestStrategy(BoundedStrategy):
         for frame in reader.read():
             if not child.answered:
                 child.answered = True
-                ok, value = decode_answer(frame)
-                if not child.job.settled:  # a late answer changes nothing (its deadline failed it)
-                    ok, value = apply_change(child.job.service, ok, value)
-                self._settle(child.job, ok, value)
+                self._settle(child.job, *answer_of(child.job, frame))
         if reader.eof and not child.eof:
             child.eof = True
             assert self.reactor is not None and self._watcher is not None

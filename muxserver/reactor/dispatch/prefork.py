@@ -48,9 +48,8 @@ from muxserver.reactor.dispatch.children import (
     ChildWatcher,
     FrameReader,
     FrameWriter,
-    apply_change,
+    answer_of,
     close_parent_fd,
-    decode_answer,
     describe_status,
     encode_frame,
     fork_child,
@@ -316,10 +315,7 @@ class ProcessPoolStrategy(BoundedStrategy):
             if not worker.killed:
                 worker.state = WorkerState.IDLE
                 self._idle.append(worker)
-            ok, value = decode_answer(frame)
-            if not job.settled:  # a late answer changes nothing (its deadline failed it)
-                ok, value = apply_change(job.service, ok, value)
-            self._complete(job, ok, value)
+            self._complete(job, *answer_of(job, frame))
         if worker.reader.eof:
             self._lost(worker)
         else:
